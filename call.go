@@ -1,0 +1,75 @@
+package spotflowhttp
+
+import (
+	"context"
+	"net/http"
+)
+
+// call is the state of one call through the stack, shared by its layers.
+// It travels as the context of the request the stack sends, so that it comes
+// back on resp.Request whatever other transports do to the response body.
+// The layers of one call run on one goroutine, one after the other, so call
+// needs no lock; the caller reads it only after RoundTrip has returned.
+type call struct {
+	context.Context
+
+	// req is the copy of the caller's request that this stack made and
+	// owns: a layer given req may replace its fields (never mutate a map
+	// or slice it shares with the caller's request).
+	req *http.Request
+
+	key       string         // idempotency key of the call, "" if none
+	attempts  int            // attempts handed below the retry layer
+	resp      *http.Response // the response err describes
+	err       *Error         // annotation of resp, nil for a success
+	replay    bool           // resp is an existing resource fetched for a duplicate
+	maybeSent bool           // an attempt that failed may have reached Spotflow
+	done      bool           // the outermost layer has returned
+}
+
+type callKey struct{}
+
+// Value makes the call findable from any context derived from it.
+func (c *call) Value(k any) any {
+	if k == (callKey{}) {
+		return c
+	}
+	return c.Context.Value(k)
+}
+
+// callOf returns the call req belongs to, or nil.
+func callOf(req *http.Request) *call {
+	if req == nil {
+		return nil
+	}
+	ctx := req.Context()
+	if c, ok := ctx.(*call); ok {
+		return c
+	}
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// begin returns the call req belongs to. If there is none in flight, it
+// starts one, and owner is true: the layer that calls begin first is the
+// outermost of this package's layers and must call finish. The returned
+// request is the one to send on.
+func begin(req *http.Request) (c *call, r *http.Request, owner bool) {
+	if c := callOf(req); c != nil && !c.done {
+		return c, req, false
+	}
+	c = &call{Context: req.Context()}
+	c.req = req.WithContext(c)
+	return c, c.req, true
+}
+
+// own returns req itself if the stack owns it, else a shallow copy the
+// caller may change fields of.
+func (c *call) own(req *http.Request) *http.Request {
+	if req == c.req {
+		return req
+	}
+	r := req.WithContext(req.Context())
+	c.req = r
+	return r
+}

@@ -1,0 +1,449 @@
+package spotflowhttp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+)
+
+// IdempotencyKeyHeader is the header that carries a call's idempotency key.
+// Go's http.Transport itself treats a request with this header (or
+// X-Idempotency-Key) as idempotent and may resend it on a keep-alive
+// connection that turns out to be dead; the key makes that safe too.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// defaultReferenceField is the JSON field by which Spotflow deduplicates
+// payments and transfers.
+const defaultReferenceField = "reference"
+
+// maxReferenceBody bounds the request bodies read to find or add a
+// reference. A larger body is passed through untouched.
+const maxReferenceBody = 1 << 20
+
+// IdempotencyTransport gives every call that creates or changes something an
+// idempotency key, the same on every attempt of the call and different for
+// every call, so that a retry after an uncertain outcome can never charge
+// twice. Optionally it writes the key into the body's reference field, and
+// resolves "treat as success" (duplicate_reference) by fetching the existing
+// resource.
+//
+// An IdempotencyTransport is safe for concurrent use by multiple goroutines.
+type IdempotencyTransport struct {
+	next http.RoundTripper
+	cfg  *config
+}
+
+var _ http.RoundTripper = (*IdempotencyTransport)(nil)
+
+// NewIdempotencyTransport returns the idempotency layer alone on top of base
+// (nil means http.DefaultTransport). Put it outside the retry layer, as
+// NewTransport does, so that one key covers all attempts of one call.
+func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *IdempotencyTransport {
+	return newIdempotencyTransport(base, newConfig(opts))
+}
+
+func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTransport {
+	return &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+}
+
+// WithIdempotencyHeader sets the header that carries the key
+// [IdempotencyKeyHeader].
+func WithIdempotencyHeader(name string) Option {
+	return optionFunc(func(cfg *config) {
+		if name != "" {
+			cfg.keyHeader = textproto.CanonicalMIMEHeaderKey(name)
+		}
+	})
+}
+
+type keyContextKey struct{}
+
+// WithIdempotencyKey returns a context that makes the call made with it use
+// key, for any method. Derive key from something that survives a restart,
+// such as an order id, so that the call can be repeated later, from another
+// process, with the same effect at most once.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyContextKey{}, key)
+}
+
+// WithKeyFunc sets how keys are made for calls that need one and have none
+// [128 random bits]. A returned error fails the call before anything is sent,
+// with an *Error that wraps it. An empty key falls back to a random one.
+// fn must be safe for concurrent use.
+func WithKeyFunc(fn func(*http.Request) (string, error)) Option {
+	return optionFunc(func(cfg *config) { cfg.keyFunc = fn })
+}
+
+// WithKeyMethods replaces the methods whose calls get a key when they carry
+// none [POST, PATCH].
+func WithKeyMethods(methods ...string) Option {
+	return optionFunc(func(cfg *config) {
+		cfg.keyMethods = append([]string(nil), methods...)
+	})
+}
+
+// WithReference makes the idempotency layer add field, with the call's key
+// as value, to JSON object bodies that lack it, so that Spotflow itself
+// deduplicates the attempts of a call (it deduplicates payments and
+// transfers by "reference"). Bodies that are not JSON objects, larger than
+// 1 MiB, or without GetBody are sent untouched. The rest of the body is kept
+// byte for byte; the new body gets a correct ContentLength and GetBody. The
+// retry layer also reads field to decide whether a POST is safe to repeat.
+func WithReference(field string) Option {
+	return optionFunc(func(cfg *config) { cfg.referenceField = field })
+}
+
+// WithResolveDuplicates makes the idempotency layer resolve a final
+// duplicate_reference ("treat as success") by fetching the existing
+// resource: payments through GET .../payments/verify?reference=R and
+// transfers through GET .../transfers/reference/R, other endpoints through
+// WithResolver. The fetched resource is returned in place of the 400, with
+// ErrorOf nil and ReplayOf true. If the fetch fails, the original 400 is
+// returned, annotated as CategoryTreatAsSuccess: never a silent success.
+func WithResolveDuplicates() Option {
+	return optionFunc(func(cfg *config) { cfg.resolveDuplicates = true })
+}
+
+// WithResolver sets how the existing resource of a duplicate create is
+// fetched, for endpoints other than Spotflow's payments and transfers; it
+// implies WithResolveDuplicates. fn gets the create request as sent (its
+// GetBody yields the body) and returns the request that fetches the
+// resource, or nil to leave the duplicate unresolved. The fetch runs with the
+// call's context through the layers below; it gets the create's
+// Authorization header if it has none.
+func WithResolver(fn func(*http.Request) (*http.Request, error)) Option {
+	return optionFunc(func(cfg *config) {
+		cfg.resolver = fn
+		cfg.resolveDuplicates = fn != nil || cfg.resolveDuplicates
+	})
+}
+
+// IdempotencyKeyOf returns the idempotency key the call that produced resp
+// used, "" if none. It works on responses whose body another transport has
+// wrapped.
+func IdempotencyKeyOf(resp *http.Response) string {
+	if resp == nil {
+		return ""
+	}
+	if c := callOf(resp.Request); c != nil && c.key != "" {
+		return c.key
+	}
+	if resp.Request != nil {
+		return headerKey(resp.Request.Header, "")
+	}
+	return ""
+}
+
+// ReplayOf reports whether resp is an existing resource that the
+// idempotency layer fetched in place of a duplicate_reference answer.
+func ReplayOf(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	c := callOf(resp.Request)
+	return c != nil && c.replay && c.resp == resp
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c, r, owner := begin(req)
+	resp, err := t.roundTrip(c, r)
+	if owner {
+		return t.cfg.finish(c, resp, err)
+	}
+	return resp, err
+}
+
+func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
+	key, inHeader, err := t.keyFor(req)
+	if err != nil {
+		closeBody(req)
+		return nil, &Error{
+			Category: CategoryDontRetry,
+			Err:      fmt.Errorf("spotflowhttp: making idempotency key: %w", err),
+			kind:     ErrInvalidRequest,
+			local:    true,
+		}
+	}
+	r := req
+	if key != "" {
+		c.key = key
+		if !inHeader {
+			r = c.own(req)
+			r.Header = withHeader(req.Header, t.cfg.keyHeader, key)
+		}
+		if t.cfg.referenceField != "" {
+			r = t.injectReference(c, r, key)
+		}
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || !t.cfg.resolveDuplicates {
+		return resp, err
+	}
+	if c.resp != resp {
+		c.resp, c.err = resp, classifyResponse(t.cfg, resp)
+	}
+	if c.err == nil || c.err.Category != CategoryTreatAsSuccess {
+		return resp, nil
+	}
+	return t.resolve(c, r, resp), nil
+}
+
+// keyFor picks the call's key: one already in a header wins, then the
+// context's, then WithKeyFunc's or a random one for the key methods.
+func (t *IdempotencyTransport) keyFor(req *http.Request) (key string, inHeader bool, err error) {
+	if k := headerKey(req.Header, t.cfg.keyHeader); k != "" {
+		return k, true, nil
+	}
+	if k, _ := req.Context().Value(keyContextKey{}).(string); k != "" {
+		return k, false, nil
+	}
+	if !methodIn(req.Method, t.cfg.keyMethods) {
+		return "", false, nil
+	}
+	if t.cfg.keyFunc != nil {
+		k, err := t.cfg.keyFunc(req)
+		if err != nil || k != "" {
+			return k, false, err
+		}
+	}
+	return newKey(), false, nil
+}
+
+// newKey returns 128 bits from crypto/rand as 32 hex digits: safe in a
+// header, a JSON string and a Spotflow reference.
+func newKey() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails; see crypto/rand.Read
+	var s [32]byte
+	hex.Encode(s[:], b[:])
+	return string(s[:])
+}
+
+func methodIn(m string, set []string) bool {
+	for _, s := range set {
+		if strings.EqualFold(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerKey returns the idempotency key in h under name, Idempotency-Key or
+// X-Idempotency-Key.
+func headerKey(h http.Header, name string) string {
+	if name != "" {
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
+	}
+	if v := h[IdempotencyKeyHeader]; len(v) > 0 && v[0] != "" {
+		return v[0]
+	}
+	if v := h["X-Idempotency-Key"]; len(v) > 0 && v[0] != "" {
+		return v[0]
+	}
+	return ""
+}
+
+// withHeader returns a copy of h with name set to v; h is not changed.
+func withHeader(h http.Header, name, v string) http.Header {
+	h2 := h.Clone()
+	if h2 == nil {
+		h2 = make(http.Header, 1)
+	}
+	h2[name] = []string{v}
+	return h2
+}
+
+// injectReference returns r with the key written into its JSON body's
+// reference field, or r unchanged where that cannot be done safely.
+func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key string) *http.Request {
+	if r.GetBody == nil || r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxReferenceBody {
+		return r
+	}
+	b, ok := readBody(r)
+	if !ok {
+		return r
+	}
+	nb, ok := addField(b, t.cfg.referenceField, key)
+	if !ok {
+		return r
+	}
+	orig := r.Body
+	r = c.own(r)
+	orig.Close() // replaced below; never passed on
+	r.Body = io.NopCloser(bytes.NewReader(nb))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
+	r.ContentLength = int64(len(nb))
+	return r
+}
+
+// readBody reads a fresh copy of r's body through GetBody, up to
+// maxReferenceBody bytes; false if it is larger or cannot be read.
+func readBody(r *http.Request) ([]byte, bool) {
+	if r.GetBody == nil {
+		return nil, false
+	}
+	body, err := r.GetBody()
+	if err != nil {
+		return nil, false
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxReferenceBody+1))
+	if err != nil || len(b) > maxReferenceBody {
+		return nil, false
+	}
+	return b, true
+}
+
+// topLevel walks the members of a JSON object, calling fn with each name and
+// raw value until fn returns false. It reports false if b is not a JSON
+// object.
+func topLevel(b []byte, fn func(name string, value json.RawMessage) bool) bool {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.Token() // {
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return false
+		}
+		if !fn(tok.(string), v) {
+			break
+		}
+	}
+	return true
+}
+
+// addField returns b with "field":"value" added as the object's last member,
+// and false if b is not a JSON object or already has field.
+func addField(b []byte, field, value string) ([]byte, bool) {
+	members, present := 0, false
+	if !topLevel(b, func(name string, _ json.RawMessage) bool {
+		members++
+		present = name == field
+		return !present
+	}) || present {
+		return nil, false
+	}
+	end := bytes.LastIndexByte(b, '}')
+	name, _ := json.Marshal(field)
+	val, _ := json.Marshal(value)
+	nb := make([]byte, 0, len(b)+len(name)+len(val)+2)
+	nb = append(nb, b[:end]...)
+	if members > 0 {
+		nb = append(nb, ',')
+	}
+	nb = append(nb, name...)
+	nb = append(nb, ':')
+	nb = append(nb, val...)
+	return append(nb, b[end:]...), true
+}
+
+// bodyReference returns the non-empty string value of field in req's JSON
+// object body, read through GetBody, or "".
+func bodyReference(req *http.Request, field string) string {
+	if req.ContentLength > maxReferenceBody {
+		return ""
+	}
+	b, ok := readBody(req)
+	if !ok {
+		return ""
+	}
+	var ref string
+	topLevel(b, func(name string, v json.RawMessage) bool {
+		if name != field {
+			return true
+		}
+		ref = jsonString(v)
+		return false
+	})
+	return ref
+}
+
+// resolve fetches the resource a duplicate create refers to and returns it
+// in place of dup, or dup itself if that cannot be done.
+func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.Response) *http.Response {
+	resolver := t.cfg.resolver
+	if resolver == nil {
+		resolver = t.spotflowResolver
+	}
+	fetch, err := resolver(create)
+	if err != nil || fetch == nil {
+		return dup
+	}
+	fetch = fetch.WithContext(c)
+	if fetch.Header.Get("Authorization") == "" {
+		if auth := create.Header.Values("Authorization"); len(auth) > 0 {
+			fetch.Header = withHeader(fetch.Header, "Authorization", auth[0])
+		}
+	}
+	saved := *c
+	resp, err := t.next.RoundTrip(fetch)
+	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		if c.resp != resp {
+			c.err = classifyResponse(t.cfg, resp)
+		}
+		if c.err == nil {
+			discard(dup)
+			c.resp, c.replay, c.attempts = resp, true, saved.attempts
+			return resp
+		}
+	}
+	if resp != nil {
+		discard(resp)
+	}
+	c.resp, c.err, c.attempts, c.maybeSent = saved.resp, saved.err, saved.attempts, saved.maybeSent
+	return dup
+}
+
+// spotflowResolver builds the fetch for Spotflow's payments and transfers:
+// GET {base}/payments/verify?reference=R and GET {base}/transfers/reference/R.
+func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Request, error) {
+	field := t.cfg.referenceField
+	if field == "" {
+		field = defaultReferenceField
+	}
+	ref := bodyReference(create, field)
+	if ref == "" || create.Method != http.MethodPost {
+		return nil, nil
+	}
+	u := *create.URL
+	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+	path := strings.TrimSuffix(u.Path, "/")
+	switch {
+	case strings.HasSuffix(path, "/payments"):
+		u.Path = path + "/verify"
+		u.RawQuery = url.Values{"reference": {ref}}.Encode()
+	case strings.HasSuffix(path, "/transfers"):
+		u.Path = path + "/reference/" + ref
+		u.RawPath = path + "/reference/" + url.PathEscape(ref)
+	default:
+		return nil, nil
+	}
+	fetch, err := http.NewRequestWithContext(create.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	fetch.Header = create.Header.Clone()
+	for _, h := range []string{"Content-Type", "Content-Length", IdempotencyKeyHeader, "X-Idempotency-Key", t.cfg.keyHeader} {
+		fetch.Header.Del(h)
+	}
+	return fetch, nil
+}

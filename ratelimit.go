@@ -1,0 +1,388 @@
+package spotflowhttp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limiter paces requests. Wait blocks until one request may be sent, or
+// returns an error (for instance because ctx is done or its deadline would
+// pass first). *rate.Limiter satisfies it. Implementations must be safe for
+// concurrent use.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// CoolDownLimiter is a Limiter that also wants to know when Spotflow asked
+// for a pause: a 429 with Retry-After, or X-RateLimit-Remaining 0 until
+// X-RateLimit-Reset. A RateLimitTransport calls CoolDown with the time
+// before which nothing should be sent, so that a limiter shared by many
+// processes (see the redislimit module) can hold them all back; its Wait is
+// expected to honour that time.
+type CoolDownLimiter interface {
+	Limiter
+	CoolDown(ctx context.Context, until time.Time)
+}
+
+// Spotflow's documented limits, for the presets.
+const (
+	TestKeyRate  rate.Limit = 1 // 60 requests a minute
+	TestKeyBurst            = 10
+	LiveKeyRate  rate.Limit = 5 // 300 requests a minute
+	LiveKeyBurst            = 30
+)
+
+// rateLimitConfig is what the rate-limit options set.
+type rateLimitConfig struct {
+	rate     rate.Limit
+	burst    int
+	limiter  Limiter
+	byKey    bool
+	adaptive bool
+	ceiling  rate.Limit
+}
+
+// WithRateLimit paces requests through a token bucket of r requests a
+// second with the given burst, shared by all goroutines using the
+// transport.
+func WithRateLimit(r rate.Limit, burst int) Option {
+	return optionFunc(func(cfg *config) { cfg.limits.rate, cfg.limits.burst = r, burst })
+}
+
+// WithTestKeyRateLimit paces requests to Spotflow's documented limit for
+// test keys: 60 a minute, in bursts of at most 10.
+func WithTestKeyRateLimit() Option { return WithRateLimit(TestKeyRate, TestKeyBurst) }
+
+// WithLiveKeyRateLimit paces requests to Spotflow's documented limit for
+// live keys: 300 a minute, in bursts of at most 30.
+func WithLiveKeyRateLimit() Option { return WithRateLimit(LiveKeyRate, LiveKeyBurst) }
+
+// WithRateLimitByKey paces each request by the documented limit of the key
+// in its Authorization header: test-key limits for sk_test_ keys, live-key
+// limits for sk_live_ keys, none for others. The key is looked at, never
+// stored; all test keys share one bucket and all live keys another.
+func WithRateLimitByKey() Option {
+	return optionFunc(func(cfg *config) { cfg.limits.byKey = true })
+}
+
+// WithLimiter paces requests through l, for instance a *rate.Limiter shared
+// with other code, or a redislimit.Limiter shared with other processes. A
+// *rate.Limiter runs on the transport's clock.
+func WithLimiter(l Limiter) Option {
+	return optionFunc(func(cfg *config) { cfg.limits.limiter = l })
+}
+
+// WithAdaptiveRateLimit paces requests at a rate learned from Spotflow's
+// answers, for when the account's limit is unknown: no pacing until the
+// first 429; then the rate the server was seen to admit, less 5 %, raised
+// slowly (by 1 % after 10 s, 4 % after 20 s, 36 % after a minute without a
+// 429) and cut again at the next 429. See WithAdaptiveCeiling.
+func WithAdaptiveRateLimit() Option {
+	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
+}
+
+// WithAdaptiveCeiling bounds the rate adaptive mode may reach; it implies
+// WithAdaptiveRateLimit.
+func WithAdaptiveCeiling(r rate.Limit) Option {
+	return optionFunc(func(cfg *config) { cfg.limits.adaptive, cfg.limits.ceiling = true, r })
+}
+
+// RateLimitTransport keeps requests under Spotflow's limits instead of
+// bouncing off them. Always: a 429 with Retry-After holds back every request
+// through the transport until the time passes (a shared cool-down, never
+// shortened by a later, shorter Retry-After), and so does
+// X-RateLimit-Remaining 0 until X-RateLimit-Reset. Optionally: a token
+// bucket (WithRateLimit and the presets), a Limiter of yours (WithLimiter),
+// and adaptive pacing (WithAdaptiveRateLimit).
+//
+// No request waits longer than the retry cap (WithMaxRetryAfter) or past its
+// context's deadline: it fails at once with an *Error matching ErrRateLimit
+// (and context.DeadlineExceeded for the deadline), its body closed.
+//
+// A RateLimitTransport is safe for concurrent use by multiple goroutines. It
+// starts no goroutines.
+type RateLimitTransport struct {
+	base     http.RoundTripper
+	cfg      *config
+	until    atomic.Int64 // end of the cool-down, Unix nanoseconds; 0 for none
+	bucket   *rate.Limiter
+	test     *rate.Limiter // WithRateLimitByKey
+	live     *rate.Limiter
+	limiter  Limiter
+	adaptive *adaptiveLimiter
+}
+
+var _ http.RoundTripper = (*RateLimitTransport)(nil)
+
+// NewRateLimitTransport returns the rate-limit layer alone on top of base
+// (nil means http.DefaultTransport). Put it below the retry layer, as
+// NewTransport does, so that every attempt pays for a token.
+func NewRateLimitTransport(base http.RoundTripper, opts ...Option) *RateLimitTransport {
+	return newRateLimitTransport(base, newConfig(opts))
+}
+
+func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransport {
+	t := &RateLimitTransport{base: baseOrDefault(base), cfg: cfg}
+	l := cfg.limits
+	if l.rate != 0 || l.burst != 0 {
+		t.bucket = rate.NewLimiter(l.rate, l.burst)
+	}
+	if l.byKey {
+		t.test = rate.NewLimiter(TestKeyRate, TestKeyBurst)
+		t.live = rate.NewLimiter(LiveKeyRate, LiveKeyBurst)
+	}
+	if rl, ok := l.limiter.(*rate.Limiter); ok && t.bucket == nil {
+		t.bucket = rl
+	} else {
+		t.limiter = l.limiter
+	}
+	if l.adaptive {
+		t.adaptive = newAdaptiveLimiter(l.ceiling)
+	}
+	return t
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.admit(req); err != nil {
+		closeBody(req)
+		if c := callOf(req); c != nil && c.attempts > 0 {
+			c.attempts-- // counted by the retry layer, but never sent
+		}
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err == nil {
+		t.observe(req.Context(), resp)
+	}
+	return resp, err
+}
+
+// admit waits until req may be sent.
+func (t *RateLimitTransport) admit(req *http.Request) error {
+	ctx := req.Context()
+	if u := t.until.Load(); u != 0 {
+		now := t.cfg.clock.Now()
+		if d := time.Duration(u - now.UnixNano()); d > 0 {
+			if err := t.wait(ctx, now, d); err != nil {
+				return err
+			}
+		} else {
+			t.until.CompareAndSwap(u, 0) // over: back to the fast path
+		}
+	}
+	if t.bucket != nil {
+		if err := t.reserve(ctx, t.bucket); err != nil {
+			return err
+		}
+	}
+	if t.test != nil {
+		if lim := t.keyBucket(req); lim != nil {
+			if err := t.reserve(ctx, lim); err != nil {
+				return err
+			}
+		}
+	}
+	if t.adaptive != nil {
+		if err := t.reserve(ctx, t.adaptive.lim); err != nil {
+			return err
+		}
+	}
+	if t.limiter != nil {
+		if err := t.limiter.Wait(ctx); err != nil {
+			e := &Error{Category: CategoryRetry, Err: err, kind: ErrRateLimit, local: true}
+			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+				e.Err = errors.Join(err, cerr)
+			}
+			return e
+		}
+	}
+	return nil
+}
+
+// keyBucket picks the preset bucket for the key in req's Authorization
+// header. The key itself is not kept.
+func (t *RateLimitTransport) keyBucket(req *http.Request) *rate.Limiter {
+	auth := req.Header.Get("Authorization")
+	auth = strings.TrimSpace(strings.TrimPrefix(auth, "Bearer "))
+	switch {
+	case strings.HasPrefix(auth, "sk_test_"):
+		return t.test
+	case strings.HasPrefix(auth, "sk_live_"):
+		return t.live
+	}
+	return nil
+}
+
+// reserve takes a token from lim, on the transport's clock, waiting for it
+// if need be.
+func (t *RateLimitTransport) reserve(ctx context.Context, lim *rate.Limiter) error {
+	now := t.cfg.clock.Now()
+	if lim.AllowN(now, 1) {
+		return nil
+	}
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return &Error{Category: CategoryRetry, Err: errBurstZero, kind: ErrRateLimit, local: true}
+	}
+	if err := t.wait(ctx, now, r.DelayFrom(now)); err != nil {
+		r.CancelAt(t.cfg.clock.Now())
+		return err
+	}
+	return nil
+}
+
+// wait holds a request back for d, or fails at once if d is over the cap or
+// past the deadline.
+func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d time.Duration) error {
+	refuse := func(err error) error {
+		return &Error{Category: CategoryRetry, RetryAfter: d, Err: err, kind: ErrRateLimit, local: true}
+	}
+	if d > t.cfg.maxRetryAfter {
+		return refuse(nil)
+	}
+	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+		return refuse(context.DeadlineExceeded)
+	}
+	if err := t.cfg.clock.Sleep(ctx, d); err != nil {
+		return refuse(err)
+	}
+	return nil
+}
+
+// observe learns from a response: a 429's Retry-After and an exhausted
+// X-RateLimit-Remaining start or extend the cool-down; adaptive mode counts
+// admissions and throttles.
+func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response) {
+	if resp.StatusCode == http.StatusTooManyRequests {
+		now := t.cfg.clock.Now()
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d > 0 {
+			t.coolDown(ctx, now.Add(d))
+		}
+		if t.adaptive != nil {
+			t.adaptive.throttled(now)
+		}
+		return
+	}
+	if t.adaptive != nil {
+		t.adaptive.admitted(t.cfg.clock.Now())
+	}
+	// Canonical keys: no allocation on the hot path.
+	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
+		if reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64); err == nil {
+			now := t.cfg.clock.Now()
+			until := time.Unix(reset, 0)
+			if until.After(now) && until.Sub(now) <= time.Hour {
+				t.coolDown(ctx, until)
+			}
+		}
+	}
+}
+
+// coolDown makes sure nothing is sent before until; it never shortens a
+// cool-down already set.
+func (t *RateLimitTransport) coolDown(ctx context.Context, until time.Time) {
+	u := until.UnixNano()
+	for {
+		cur := t.until.Load()
+		if cur >= u || t.until.CompareAndSwap(cur, u) {
+			break
+		}
+	}
+	if s, ok := t.limiter.(CoolDownLimiter); ok {
+		s.CoolDown(ctx, until)
+	}
+}
+
+// adaptiveLimiter learns the rate Spotflow admits. It paces at rate.Inf
+// until the first 429; each 429 (one per second at most: the others are the
+// same congestion) sets the rate to 95 % of the successes seen in the last
+// second, and the rate then grows as base×(1+k·t²) with t the seconds since.
+type adaptiveLimiter struct {
+	lim     *rate.Limiter
+	ceiling rate.Limit
+
+	mu        sync.Mutex
+	throttle  time.Time  // last 429 acted on; zero before the first
+	base      rate.Limit // rate set at that 429
+	raised    time.Time  // last time the rate was raised
+	slots     [10]int    // admissions in 100 ms slots, a ring over the last second
+	slot      int64      // the slot now counted, in 100 ms since the epoch
+	increaseK float64
+}
+
+const (
+	adaptiveBackoff = 0.95
+	adaptiveK       = 1e-4 // per second squared
+	adaptiveFloor   = 0.05 // requests a second
+)
+
+func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
+	return &adaptiveLimiter{lim: rate.NewLimiter(rate.Inf, 1), ceiling: ceiling, increaseK: adaptiveK}
+}
+
+// admitted counts a request Spotflow did not throttle and raises the rate.
+func (a *adaptiveLimiter) admitted(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.advance(now)
+	a.slots[a.slot%10]++
+	if a.throttle.IsZero() || now.Sub(a.raised) < 100*time.Millisecond {
+		return
+	}
+	a.raised = now
+	s := now.Sub(a.throttle).Seconds()
+	r := a.base * rate.Limit(1+a.increaseK*s*s)
+	if a.ceiling > 0 && r > a.ceiling {
+		r = a.ceiling
+	}
+	a.lim.SetLimitAt(now, r)
+}
+
+// throttled cuts the rate after a 429.
+func (a *adaptiveLimiter) throttled(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.throttle.IsZero() && now.Sub(a.throttle) < time.Second {
+		return
+	}
+	a.advance(now)
+	seen := 0
+	for _, n := range a.slots {
+		seen += n
+	}
+	cur := a.lim.Limit()
+	r := rate.Limit(seen) * adaptiveBackoff
+	if seen == 0 {
+		r = cur / 2
+	}
+	r = min(r, cur*adaptiveBackoff)
+	if a.ceiling > 0 {
+		r = min(r, a.ceiling)
+	}
+	r = max(r, adaptiveFloor)
+	a.throttle, a.raised, a.base = now, now, r
+	a.lim.SetLimitAt(now, r)
+}
+
+// advance moves the ring of slots to now, clearing slots that passed.
+func (a *adaptiveLimiter) advance(now time.Time) {
+	s := now.UnixNano() / int64(100*time.Millisecond)
+	if s-a.slot >= int64(len(a.slots)) {
+		a.slots = [10]int{}
+		a.slot = s
+		return
+	}
+	for a.slot < s {
+		a.slot++
+		a.slots[a.slot%10] = 0
+	}
+}
