@@ -1,0 +1,222 @@
+package spotflowtest
+
+import "maps"
+
+// Payment is a payment the [Server] created. Values returned by the server's
+// inspection methods are copies; changing them does not change the server.
+type Payment struct {
+	// ID is the server-assigned identifier, "pay_" followed by hex digits.
+	ID string
+	// Reference is the merchant's reference, or the one the server
+	// assigned ("spf_" followed by hex digits) when the request had none.
+	Reference string
+	// ReferenceAssigned reports whether the server assigned Reference.
+	ReferenceAssigned bool
+	// Amount is in minor units.
+	Amount int64
+	// Currency is the ISO 4217 code as sent, such as "NGN".
+	Currency string
+	// CustomerEmail is customer.email from the request.
+	CustomerEmail string
+	// Metadata is the request's metadata; non-string values are kept as
+	// their JSON text.
+	Metadata map[string]string
+	// IdempotencyKey is the Idempotency-Key of the request that created
+	// the payment, or "" if it had none.
+	IdempotencyKey string
+	// Status is always "successful".
+	Status string
+}
+
+// Transfer is a transfer (payout) the [Server] created. Values returned by
+// the server's inspection methods are copies.
+type Transfer struct {
+	// ID is the server-assigned identifier, "trf_" followed by hex digits.
+	ID string
+	// Reference is the merchant's reference, or the one the server
+	// assigned when the request had none.
+	Reference string
+	// ReferenceAssigned reports whether the server assigned Reference.
+	ReferenceAssigned bool
+	// Amount is in minor units; it was debited from the balance.
+	Amount int64
+	// Currency is the ISO 4217 code as sent.
+	Currency string
+	// Destination is the request's destination object; non-string values
+	// are kept as their JSON text.
+	Destination map[string]string
+	// Metadata is the request's metadata, like Payment.Metadata.
+	Metadata map[string]string
+	// IdempotencyKey is the Idempotency-Key of the request that created
+	// the transfer, or "".
+	IdempotencyKey string
+	// Status is always "successful".
+	Status string
+}
+
+// Stats counts what a [Server] has seen and answered since it started.
+type Stats struct {
+	// Requests counts every request that arrived, whatever became of it.
+	Requests int
+	// Created counts payments and transfers created.
+	Created int
+	// Replayed counts successes replayed for a repeated Idempotency-Key.
+	Replayed int
+	// RateLimited counts 429 rate_limit_exceeded responses.
+	RateLimited int
+	// ServerErrors counts injected 500 server_error responses, before and
+	// after commit.
+	ServerErrors int
+	// ProxyErrors counts injected 502, 503 and 504 responses, not
+	// counting outages.
+	ProxyErrors int
+	// OutageErrors counts 503 responses sent during an outage.
+	OutageErrors int
+	// Resets counts connections reset, before and after commit.
+	Resets int
+	// Unauthorized counts 401 invalid_credentials responses.
+	Unauthorized int
+	// DuplicateReferences counts 400 duplicate_reference responses.
+	DuplicateReferences int
+	// IdempotencyConflicts counts 422 idempotency_key_reused responses.
+	IdempotencyConflicts int
+	// BadRequests counts 400 missing_parameter and insufficient_balance
+	// responses.
+	BadRequests int
+	// NotFound counts 404 responses.
+	NotFound int
+}
+
+// Payments returns a copy of the payments created so far, oldest first. It is
+// safe for concurrent use.
+func (s *Server) Payments() []Payment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Payment, len(s.payments))
+	for i, p := range s.payments {
+		out[i] = p.clone()
+	}
+	return out
+}
+
+// Transfers returns a copy of the transfers created so far, oldest first. It
+// is safe for concurrent use.
+func (s *Server) Transfers() []Transfer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Transfer, len(s.transfers))
+	for i, t := range s.transfers {
+		out[i] = t.clone()
+	}
+	return out
+}
+
+// Charges returns how many resources, payments and transfers together, were
+// created with reference. The server refuses a second resource of the same
+// kind with a reference already used, so a result above 1 means a payment and
+// a transfer share it. It is safe for concurrent use.
+func (s *Server) Charges(reference string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if _, ok := s.paymentRefs[reference]; ok {
+		n++
+	}
+	if _, ok := s.transferRefs[reference]; ok {
+		n++
+	}
+	return n
+}
+
+// CountMetadata returns how many payments have metadata[key] == value. When
+// a client sends no reference the server cannot detect a duplicate, so this
+// is how a test counts the payments charged for one order. It is safe for
+// concurrent use.
+func (s *Server) CountMetadata(key, value string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, p := range s.payments {
+		if v, ok := p.Metadata[key]; ok && v == value {
+			n++
+		}
+	}
+	return n
+}
+
+// Arrivals returns how many requests arrived carrying the Idempotency-Key
+// (or X-Idempotency-Key) key, whatever became of them. It is safe for
+// concurrent use.
+func (s *Server) Arrivals(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keyArrivals[key]
+}
+
+// Balance returns the merchant balance in minor units, after the transfers
+// so far. It is safe for concurrent use.
+func (s *Server) Balance() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.balance
+}
+
+// Stats returns a snapshot of the server's counters. It is safe for
+// concurrent use.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func (p Payment) clone() Payment {
+	p.Metadata = maps.Clone(p.Metadata)
+	return p
+}
+
+func (t Transfer) clone() Transfer {
+	t.Metadata = maps.Clone(t.Metadata)
+	t.Destination = maps.Clone(t.Destination)
+	return t
+}
+
+// idempotencyRecord is what a committed request leaves under its key: enough
+// to recognise a retry and to replay the original success byte for byte.
+type idempotencyRecord struct {
+	route    string
+	bodyHash [32]byte
+	status   int
+	body     []byte
+}
+
+// keyLock serialises the requests that share an Idempotency-Key, so that
+// concurrent retries never both commit. refs counts holders and waiters; the
+// lock is dropped from the map when it reaches zero.
+type keyLock struct {
+	ch   chan struct{} // a one-slot semaphore
+	refs int
+}
+
+// lockKey blocks until the caller holds the lock for key and returns the
+// function that releases it.
+func (s *Server) lockKey(key string) (unlock func()) {
+	s.mu.Lock()
+	l, ok := s.keyLocks[key]
+	if !ok {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		s.keyLocks[key] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+
+	l.ch <- struct{}{}
+	return func() {
+		<-l.ch
+		s.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(s.keyLocks, key)
+		}
+		s.mu.Unlock()
+	}
+}
