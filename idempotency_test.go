@@ -1,0 +1,444 @@
+package spotflowhttp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+)
+
+// recorder is an in-memory base that answers 200 and keeps what it was sent.
+type recorder struct {
+	mu     sync.Mutex
+	keys   []string
+	bodies []string
+	reqs   []*http.Request
+}
+
+func (rec *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	var b []byte
+	if r.Body != nil {
+		b, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+	rec.mu.Lock()
+	rec.keys = append(rec.keys, r.Header.Get("Idempotency-Key"))
+	rec.bodies = append(rec.bodies, string(b))
+	rec.reqs = append(rec.reqs, r)
+	rec.mu.Unlock()
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+}
+
+var hexKey = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestKeyChoice(t *testing.T) {
+	ctxKey := spotflowhttp.WithIdempotencyKey(context.Background(), "order-42")
+	tests := []struct {
+		name   string
+		method string
+		header string
+		ctx    context.Context
+		opts   []spotflowhttp.Option
+		want   string // "" none, "hex" generated
+	}{
+		{"POST gets a key", "POST", "", nil, nil, "hex"},
+		{"PATCH gets a key", "PATCH", "", nil, nil, "hex"},
+		{"GET gets none", "GET", "", nil, nil, ""},
+		{"PUT gets none", "PUT", "", nil, nil, ""},
+		{"caller's header wins", "POST", "mine", ctxKey, nil, "mine"},
+		{"context key", "POST", "", ctxKey, nil, "order-42"},
+		{"context key on GET", "GET", "", ctxKey, nil, "order-42"},
+		{"key func", "POST", "", nil, []spotflowhttp.Option{spotflowhttp.WithKeyFunc(func(r *http.Request) (string, error) { return "from-func", nil })}, "from-func"},
+		{"context beats key func", "POST", "", ctxKey, []spotflowhttp.Option{spotflowhttp.WithKeyFunc(func(r *http.Request) (string, error) { return "from-func", nil })}, "order-42"},
+		{"empty key func result falls back", "POST", "", nil, []spotflowhttp.Option{spotflowhttp.WithKeyFunc(func(r *http.Request) (string, error) { return "", nil })}, "hex"},
+		{"key methods replaced", "PUT", "", nil, []spotflowhttp.Option{spotflowhttp.WithKeyMethods("PUT")}, "hex"},
+		{"key methods replaced, POST none", "POST", "", nil, []spotflowhttp.Option{spotflowhttp.WithKeyMethods("PUT")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			ctx := tt.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			req, _ := http.NewRequestWithContext(ctx, tt.method, "https://api.spotflow.co/api/v1/payments", strings.NewReader(`{"a":1}`))
+			if tt.header != "" {
+				req.Header.Set("Idempotency-Key", tt.header)
+			}
+			resp, err := spotflowhttp.NewTransport(rec, tt.opts...).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rec.keys[0]
+			switch {
+			case tt.want == "hex" && !hexKey.MatchString(got), tt.want != "hex" && got != tt.want:
+				t.Errorf("key sent = %q, want %q", got, tt.want)
+			}
+			if spotflowhttp.IdempotencyKeyOf(resp) != got {
+				t.Errorf("IdempotencyKeyOf = %q, sent %q", spotflowhttp.IdempotencyKeyOf(resp), got)
+			}
+		})
+	}
+}
+
+func TestIdempotencyHeaderName(t *testing.T) {
+	rec := &recorder{}
+	tr := spotflowhttp.NewIdempotencyTransport(rec, spotflowhttp.WithIdempotencyHeader("x-idempotency-key"))
+	resp, err := tr.RoundTrip(mustRequest(t, "POST", "https://api.spotflow.co/x", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rec.reqs[0].Header
+	if !hexKey.MatchString(h.Get("X-Idempotency-Key")) || h.Get("Idempotency-Key") != "" {
+		t.Errorf("headers sent: %v", h)
+	}
+	if spotflowhttp.IdempotencyKeyOf(resp) != h.Get("X-Idempotency-Key") {
+		t.Error("IdempotencyKeyOf differs")
+	}
+}
+
+// A key function's error fails the call before anything is sent.
+func TestKeyFuncError(t *testing.T) {
+	errNoOrder := errors.New("no order id")
+	rec := &recorder{}
+	body := newReadCloseCounter(strings.NewReader(`{}`))
+	req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", body)
+	_, err := spotflowhttp.NewTransport(rec, spotflowhttp.WithKeyFunc(func(*http.Request) (string, error) { return "", errNoOrder })).RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.Is(err, errNoOrder) || !errors.As(err, &e) || e.Attempts != 0 || e.Uncertain {
+		t.Fatalf("err = %#v", err)
+	}
+	if len(rec.keys) != 0 || body.closes.Load() != 1 {
+		t.Errorf("sent %d, body closed %d times", len(rec.keys), body.closes.Load())
+	}
+}
+
+// Different calls never share a key.
+func TestKeysUnique(t *testing.T) {
+	rec := &recorder{}
+	tr := spotflowhttp.NewIdempotencyTransport(rec)
+	const n = 100_000
+	seen := make(map[string]struct{}, n)
+	for i := 0; i < n; i++ {
+		req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := spotflowhttp.IdempotencyKeyOf(resp)
+		if !hexKey.MatchString(k) {
+			t.Fatalf("key %q", k)
+		}
+		if _, dup := seen[k]; dup {
+			t.Fatalf("key %q repeated after %d calls", k, i)
+		}
+		seen[k] = struct{}{}
+		rec.keys, rec.bodies, rec.reqs = rec.keys[:0], rec.bodies[:0], rec.reqs[:0]
+	}
+}
+
+func TestReferenceInjection(t *testing.T) {
+	big := `{"a":"` + strings.Repeat("x", 1<<20) + `"}`
+	tests := []struct {
+		name    string
+		body    string
+		noGet   bool
+		changed bool
+	}{
+		{"object", `{"amount":5000,"currency":"NGN"}`, false, true},
+		{"empty object", `{}`, false, true},
+		{"whitespace kept", "  {\n \"amount\": 1 ,\"z\":[1,{\"reference\":\"inner\"}] }\n", false, true},
+		{"reference present", `{"reference":"ord-1","amount":1}`, false, false},
+		{"empty reference present", `{"reference":"","amount":1}`, false, false},
+		{"not JSON", `amount=1`, false, false},
+		{"array", `[{"amount":1}]`, false, false},
+		{"truncated", `{"amount":1`, false, false},
+		{"huge", big, false, false},
+		{"no GetBody", `{"amount":1}`, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			req, _ := http.NewRequest("POST", "https://api.spotflow.co/api/v1/payments", strings.NewReader(tt.body))
+			if tt.noGet {
+				req.GetBody = nil
+			}
+			resp, err := spotflowhttp.NewTransport(rec, spotflowhttp.WithReference("reference")).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := spotflowhttp.IdempotencyKeyOf(resp)
+			sent := rec.bodies[0]
+			if !tt.changed {
+				if sent != tt.body {
+					t.Fatalf("body changed:\n%.200s\nwant\n%.200s", sent, tt.body)
+				}
+				return
+			}
+			i := strings.LastIndexByte(tt.body, '}')
+			sep := ","
+			if strings.TrimSpace(tt.body) == "{}" {
+				sep = ""
+			}
+			want := tt.body[:i] + sep + `"reference":"` + key + `"` + tt.body[i:]
+			if sent != want {
+				t.Fatalf("sent %q\nwant %q", sent, want)
+			}
+			r := rec.reqs[0]
+			if r.ContentLength != int64(len(want)) {
+				t.Errorf("ContentLength %d, want %d", r.ContentLength, len(want))
+			}
+			b, _ := r.GetBody()
+			if again, _ := io.ReadAll(b); string(again) != want {
+				t.Errorf("GetBody gives %q", again)
+			}
+		})
+	}
+}
+
+// A POST whose first two attempts die after the server committed ends with
+// one resource, the same key and the same body bytes on all three attempts.
+func TestRetryAfterCommitCreatesOnce(t *testing.T) {
+	var mu sync.Mutex
+	var keys, bodies []string
+	created := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		keys, bodies = append(keys, key), append(bodies, string(b))
+		n := len(keys)
+		if _, ok := created[key]; !ok {
+			created[key] = len(created) + 1 // commit
+		}
+		mu.Unlock()
+		if n <= 2 {
+			hangUp(w, r)
+			return
+		}
+		w.WriteHeader(201)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithReference("reference"))
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/payments", bytes.NewReader([]byte(`{"amount":100,"currency":"NGN"}`)))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	key := spotflowhttp.IdempotencyKeyOf(resp)
+	if resp.StatusCode != 201 || len(keys) != 3 || len(created) != 1 {
+		t.Fatalf("status %d, %d attempts, %d resources", resp.StatusCode, len(keys), len(created))
+	}
+	for i := range keys {
+		if keys[i] != key || bodies[i] != bodies[0] || !strings.Contains(bodies[i], key) {
+			t.Errorf("attempt %d: key %q body %q; want key %q and the same body", i+1, keys[i], bodies[i], key)
+		}
+	}
+}
+
+// The simulator, with a reset after commit on every first attempt: one
+// payment, and the retry gets the original answer replayed.
+func TestSimulatorResetAfterCommit(t *testing.T) {
+	sim := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{
+		Schedule: []spotflowtest.Fault{spotflowtest.FaultResetAfterCommit},
+	}))
+	defer sim.Close()
+	base := &http.Transport{DisableKeepAlives: true}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()))}
+	req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments",
+		strings.NewReader(`{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"metadata":{"order_id":"o-1"}}`))
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	key := spotflowhttp.IdempotencyKeyOf(resp)
+	if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("status %d replayed %q", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"))
+	}
+	if n := sim.CountMetadata("order_id", "o-1"); n != 1 {
+		t.Errorf("%d payments for the order, want 1", n)
+	}
+	if n := sim.Arrivals(key); n != 2 {
+		t.Errorf("key arrived %d times, want 2", n)
+	}
+}
+
+// Go's http.Transport resends a request with an Idempotency-Key when a
+// reused keep-alive connection turns out dead. Together with the retry
+// layer, each key still reaches the server at most once per attempt the
+// retry layer counts.
+func TestKeepAliveResendAndRetry(t *testing.T) {
+	var mu sync.Mutex
+	arrivals := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		arrivals[r.Header.Get("Idempotency-Key")]++
+		mu.Unlock()
+		// Answer, then drop the connection without saying so, as a server
+		// whose idle timeout fires does: the client's next request on it
+		// finds it dead.
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		buf.WriteString("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+		buf.Flush()
+		go func(c interface{ Close() error }, r *bufio.ReadWriter) {
+			time.Sleep(5 * time.Millisecond)
+			c.Close()
+		}(conn, buf)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()))
+	attempts := map[string]int{}
+	for i := 0; i < 40; i++ {
+		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(`{"i":1}`))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			var e *spotflowhttp.Error
+			errors.As(err, &e)
+			attempts[e.IdempotencyKey] = e.Attempts
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		attempts[spotflowhttp.IdempotencyKeyOf(resp)] = 1
+		if e := spotflowhttp.ErrorOf(resp); e != nil {
+			attempts[spotflowhttp.IdempotencyKeyOf(resp)] = e.Attempts
+		}
+		time.Sleep(10 * time.Millisecond) // let the server drop the connection
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for key, n := range arrivals {
+		if n > attempts[key] {
+			t.Errorf("key %s arrived %d times for %d counted attempts", key, n, attempts[key])
+		}
+	}
+	if len(arrivals) != 40 {
+		t.Errorf("%d keys arrived, want 40", len(arrivals))
+	}
+}
+
+func TestResolveDuplicates(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	post := func(t *testing.T, tr http.RoundTripper, path, body string) *http.Response {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	payment := `{"reference":"ord-7","amount":5000,"currency":"NGN","customer":{"email":"a@b.c"}}`
+	transfer := `{"reference":"trf-7","amount":100,"currency":"NGN","destination":{"account":"1"}}`
+	plain := spotflowhttp.NewTransport(nil)
+	resolving := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())
+
+	for _, c := range []struct{ path, body, id string }{{"/payments", payment, `"reference":"ord-7"`}, {"/transfers", transfer, `"reference":"trf-7"`}} {
+		t.Run(c.path, func(t *testing.T) {
+			first := post(t, plain, c.path, c.body)
+			if first.StatusCode != 201 {
+				t.Fatalf("first create: %d", first.StatusCode)
+			}
+			// Without resolution: treat as success, annotated.
+			dup := post(t, plain, c.path, c.body)
+			if e := spotflowhttp.ErrorOf(dup); dup.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(dup) {
+				t.Fatalf("duplicate without resolution: %d %v", dup.StatusCode, e)
+			}
+			// With it: the existing resource.
+			res := post(t, resolving, c.path, c.body)
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode != 200 || spotflowhttp.ErrorOf(res) != nil || !spotflowhttp.ReplayOf(res) || !strings.Contains(string(b), c.id) {
+				t.Fatalf("resolved: %d %v replay=%v %s", res.StatusCode, spotflowhttp.ErrorOf(res), spotflowhttp.ReplayOf(res), b)
+			}
+			if spotflowhttp.IdempotencyKeyOf(res) == "" {
+				t.Error("resolved response lost the call's key")
+			}
+		})
+	}
+	if sim.Charges("ord-7") != 1 || sim.Charges("trf-7") != 1 {
+		t.Errorf("charges: %d, %d", sim.Charges("ord-7"), sim.Charges("trf-7"))
+	}
+
+	t.Run("fetch fails", func(t *testing.T) {
+		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
+			return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=nope", nil)
+		}))
+		res := post(t, tr, "/payments", payment)
+		b, _ := io.ReadAll(res.Body)
+		e := spotflowhttp.ErrorOf(res)
+		if res.StatusCode != 400 || e == nil || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(res) ||
+			!strings.Contains(string(b), "duplicate_reference") {
+			t.Fatalf("got %d %v %s", res.StatusCode, e, b)
+		}
+	})
+
+	t.Run("custom resolver", func(t *testing.T) {
+		var asked string
+		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
+			asked = r.URL.Path
+			return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=ord-7", nil)
+		}))
+		res := post(t, tr, "/payments", payment)
+		if res.StatusCode != 200 || !spotflowhttp.ReplayOf(res) || asked != "/api/v1/payments" {
+			t.Fatalf("got %d replay=%v asked %q", res.StatusCode, spotflowhttp.ReplayOf(res), asked)
+		}
+	})
+
+	t.Run("bad bodies stay unresolved", func(t *testing.T) {
+		srv := newScript(t, reply(400, `{"error":"Bad Request","message":"duplicate_reference","status":400}`))
+		for _, body := range []string{`not json`, `[1]`, `{"amount":1}`} {
+			res := post2(t, resolving, srv.srv.URL+"/api/v1/payments", body)
+			if e := spotflowhttp.ErrorOf(res); res.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess {
+				t.Errorf("%s: %d %v", body, res.StatusCode, e)
+			}
+		}
+		if srv.hits.Load() != 3 {
+			t.Errorf("hits %d: a fetch was attempted without a reference", srv.hits.Load())
+		}
+	})
+}
+
+func post2(t *testing.T, tr http.RoundTripper, url, body string) *http.Response {
+	resp, err := (&http.Client{Transport: tr}).Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// A call that ends in a 503 keeps its key and is uncertain, so the caller
+// can resolve it later with the same key.
+func TestUncertainFinalResponse(t *testing.T) {
+	s := newScript(t, unavailable)
+	resp := post2(t, spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock())), s.srv.URL, `{"amount":1}`)
+	e := spotflowhttp.ErrorOf(resp)
+	if !e.Uncertain || e.IdempotencyKey == "" || e.Attempts != 4 || e.IdempotencyKey != s.seenKeys()[3] {
+		t.Fatalf("got %#v", e)
+	}
+}
