@@ -683,11 +683,17 @@ func TestWithErrors(t *testing.T) {
 	}
 }
 
-// Concurrent use of one Transport, under -race.
+// Concurrent use of one Transport, under -race: every fifth call fails once
+// and is retried with its own key.
 func TestConcurrentUse(t *testing.T) {
-	var n atomic.Int64
+	var mu sync.Mutex
+	seen := map[string]int{}
 	s := newScript(t, func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%10 == 0 { // a 10 % blip: the budget absorbs it
+		mu.Lock()
+		seen[r.Header.Get("Idempotency-Key")]++
+		first := seen[r.Header.Get("Idempotency-Key")] == 1
+		mu.Unlock()
+		if first && r.URL.Query().Get("i") == "0" {
 			unavailable(w, r)
 			return
 		}
@@ -701,7 +707,7 @@ func TestConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
-				resp, err := client.Post(s.srv.URL, "application/json", bytes.NewReader([]byte(`{"i":`+strconv.Itoa(i)+`}`)))
+				resp, err := client.Post(s.srv.URL+"?i="+strconv.Itoa(i%5), "application/json", bytes.NewReader([]byte(`{"i":`+strconv.Itoa(i)+`}`)))
 				if err != nil {
 					t.Error(err)
 					return
@@ -709,12 +715,15 @@ func TestConcurrentUse(t *testing.T) {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
-					t.Errorf("status %d", resp.StatusCode)
+					t.Errorf("status %d: %v", resp.StatusCode, spotflowhttp.ErrorOf(resp))
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	if got := s.hits.Load(); got != 480 {
+		t.Errorf("server hits = %d, want 400 calls + 80 retries", got)
+	}
 }
 
 // A backoff that stops ends the retries.
