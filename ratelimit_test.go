@@ -1,0 +1,386 @@
+package spotflowhttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/spotflow-go/spotflowhttp"
+)
+
+// timedBase is an in-memory Spotflow whose answers are chosen by a function
+// of the fake time and the request; it records when each request arrived.
+type timedBase struct {
+	clock    *fakeClock
+	mu       sync.Mutex
+	arrivals []time.Time
+	answer   func(now time.Time, n int, r *http.Request) (int, http.Header)
+}
+
+func (b *timedBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	now := b.clock.Now()
+	b.mu.Lock()
+	b.arrivals = append(b.arrivals, now)
+	n := len(b.arrivals)
+	b.mu.Unlock()
+	status, h := 200, http.Header{}
+	if b.answer != nil {
+		status, h = b.answer(now, n, r)
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+}
+
+func (b *timedBase) Arrivals() []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]time.Time(nil), b.arrivals...)
+}
+
+func headers(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Set(kv[i], kv[i+1])
+	}
+	return h
+}
+
+func roundTrip(t *testing.T, tr http.RoundTripper, ctx context.Context, auth string) (*http.Response, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestLimiterRefuses(t *testing.T) {
+	base := &timedBase{clock: newFakeClock()}
+	body := newReadCloseCounter(strings.NewReader("{}"))
+	req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", body)
+	_, err := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithLimiter(failingLimiter{})).RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrRateLimit) || !errors.Is(err, errLimiterBroken) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(base.Arrivals()) != 0 || body.closes.Load() != 1 {
+		t.Errorf("sent %d, body closed %d times", len(base.Arrivals()), body.closes.Load())
+	}
+}
+
+// A wait past the deadline fails at once, without sleeping.
+func TestRateLimitDeadline(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []spotflowhttp.Option
+	}{
+		{"token bucket", []spotflowhttp.Option{spotflowhttp.WithRateLimit(1, 1)}},
+		{"*rate.Limiter", []spotflowhttp.Option{spotflowhttp.WithLimiter(rate.NewLimiter(1, 1))}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			base := &timedBase{clock: clock}
+			tr := spotflowhttp.NewTransport(base, append(tt.opts, spotflowhttp.WithClock(clock))...)
+			if _, err := roundTrip(t, tr, context.Background(), ""); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithDeadline(context.Background(), clock.Now().Add(100*time.Millisecond))
+			defer cancel()
+			body := newReadCloseCounter(strings.NewReader("{}"))
+			req, _ := http.NewRequestWithContext(ctx, "POST", "https://api.spotflow.co/x", body)
+			_, err := tr.RoundTrip(req)
+			var e *spotflowhttp.Error
+			if !errors.Is(err, spotflowhttp.ErrRateLimit) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &e) {
+				t.Fatalf("err = %v", err)
+			}
+			if e.Attempts != 0 || e.RetryAfter < 900*time.Millisecond || len(clock.Sleeps()) != 0 || body.closes.Load() != 1 || len(base.Arrivals()) != 1 {
+				t.Errorf("Attempts %d RetryAfter %v sleeps %v closes %d arrivals %d", e.Attempts, e.RetryAfter, clock.Sleeps(), body.closes.Load(), len(base.Arrivals()))
+			}
+		})
+	}
+}
+
+// A 429 holds back every request through the transport until its
+// Retry-After has passed; a later, shorter one does not shorten it.
+func TestSharedCoolDown(t *testing.T) {
+	clock := newFakeClock()
+	var until atomic.Int64
+	base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		switch n {
+		case 1:
+			until.Store(now.Add(10 * time.Second).UnixNano())
+			return 429, headers("Retry-After", "10")
+		case 2:
+			return 429, headers("Retry-After", "2")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	if resp, _ := roundTrip(t, tr, context.Background(), ""); resp.StatusCode != 429 {
+		t.Fatal("want the 429 back: this layer alone does not retry")
+	}
+	clock.Advance(9 * time.Second) // a request squeezed in... no: it must wait
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := roundTrip(t, tr, context.Background(), ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, at := range base.Arrivals()[1:] {
+		if at.UnixNano() < until.Load() {
+			t.Errorf("request %d arrived %v before the cool-down ended", i+2, time.Unix(0, until.Load()).Sub(at))
+		}
+	}
+}
+
+func TestCoolDownNotShortened(t *testing.T) {
+	clock := newFakeClock()
+	start := clock.Now()
+	base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		switch n {
+		case 1:
+			return 429, headers("Retry-After", "10")
+		case 2:
+			return 429, headers("Retry-After", "2")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	roundTrip(t, tr, context.Background(), "")
+	// The second request waits out the first cool-down, then gets a shorter
+	// Retry-After; the third still waits only for that.
+	roundTrip(t, tr, context.Background(), "")
+	roundTrip(t, tr, context.Background(), "")
+	arr := base.Arrivals()
+	if d := arr[1].Sub(start); d != 10*time.Second {
+		t.Errorf("second request after %v, want 10s", d)
+	}
+	if d := arr[2].Sub(arr[1]); d != 2*time.Second {
+		t.Errorf("third request %v after the second, want 2s", d)
+	}
+}
+
+// A cool-down longer than the cap is kept, but requests fail at once rather
+// than wait it out.
+func TestCoolDownOverCap(t *testing.T) {
+	clock := newFakeClock()
+	base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		if n == 1 {
+			return 429, headers("Retry-After", "120")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
+	resp, err := roundTrip(t, tr, context.Background(), "")
+	if err != nil || resp.StatusCode != 429 || len(clock.Sleeps()) != 0 {
+		t.Fatalf("first call: %v %v, sleeps %v", resp, err, clock.Sleeps())
+	}
+	clock.Advance(30 * time.Second)
+	_, err = roundTrip(t, tr, context.Background(), "")
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrRateLimit) || e.RetryAfter != 90*time.Second || len(base.Arrivals()) != 1 {
+		t.Fatalf("err = %v, arrivals %d", err, len(base.Arrivals()))
+	}
+	clock.Advance(91 * time.Second)
+	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the cool-down: %v %v", resp, err)
+	}
+}
+
+func TestRateLimitHeaderFeedback(t *testing.T) {
+	tests := []struct {
+		name      string
+		remaining string
+		reset     func(now time.Time) string
+		wait      bool
+	}{
+		{"exhausted", "0", func(now time.Time) string { return strconv.FormatInt(now.Unix()+3, 10) }, true},
+		{"remaining left", "1", func(now time.Time) string { return strconv.FormatInt(now.Unix()+3, 10) }, false},
+		{"reset in the past", "0", func(now time.Time) string { return strconv.FormatInt(now.Unix()-5, 10) }, false},
+		{"reset negative", "0", func(time.Time) string { return "-1" }, false},
+		{"reset over an hour away", "0", func(now time.Time) string { return strconv.FormatInt(now.Unix()+3601, 10) }, false},
+		{"reset not an integer", "0", func(now time.Time) string { return strconv.FormatInt(now.Unix()+3, 10) + ".5" }, false},
+		{"reset garbage", "0", func(time.Time) string { return "soon" }, false},
+		{"remaining garbage", "none", func(now time.Time) string { return strconv.FormatInt(now.Unix()+3, 10) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			var reset string
+			base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+				if n == 1 {
+					reset = tt.reset(now)
+					return 200, headers("X-RateLimit-Limit", "10", "X-RateLimit-Remaining", tt.remaining, "X-RateLimit-Reset", reset)
+				}
+				return 200, nil
+			}}
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
+			roundTrip(t, tr, context.Background(), "")
+			roundTrip(t, tr, context.Background(), "")
+			arr := base.Arrivals()
+			if !tt.wait {
+				if len(clock.Sleeps()) != 0 {
+					t.Errorf("waited %v on Reset %q", clock.Sleeps(), reset)
+				}
+				return
+			}
+			r, _ := strconv.ParseInt(reset, 10, 64)
+			if arr[1].Before(time.Unix(r, 0)) {
+				t.Errorf("second request at %v, before reset %v", arr[1], time.Unix(r, 0))
+			}
+		})
+	}
+}
+
+func spacing(arr []time.Time) []time.Duration {
+	var d []time.Duration
+	for i := 1; i < len(arr); i++ {
+		d = append(d, arr[i].Sub(arr[i-1]))
+	}
+	return d
+}
+
+func TestTokenBucket(t *testing.T) {
+	clock := newFakeClock()
+	base := &timedBase{clock: clock}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimit(10, 1))
+	for i := 0; i < 6; i++ {
+		roundTrip(t, tr, context.Background(), "")
+	}
+	for i, d := range spacing(base.Arrivals()) {
+		if d < 99*time.Millisecond || d > 101*time.Millisecond {
+			t.Errorf("gap %d = %v, want 100ms", i, d)
+		}
+	}
+}
+
+// The presets follow the documented limits; the key is only looked at.
+func TestRateLimitByKey(t *testing.T) {
+	for _, tt := range []struct {
+		key   string
+		burst int
+		gap   time.Duration
+	}{
+		{"sk_test_abc", 10, time.Second},
+		{"sk_live_abc", 30, 200 * time.Millisecond},
+		{"pk_other", 100, 0},
+	} {
+		t.Run(tt.key, func(t *testing.T) {
+			clock := newFakeClock()
+			base := &timedBase{clock: clock}
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimitByKey())
+			n := min(tt.burst+3, 100)
+			for i := 0; i < n; i++ {
+				roundTrip(t, tr, context.Background(), tt.key)
+			}
+			gaps := spacing(base.Arrivals())
+			for i, d := range gaps {
+				want := time.Duration(0)
+				if i+1 >= tt.burst {
+					want = tt.gap
+				}
+				if math.Abs(float64(d-want)) > float64(time.Millisecond) {
+					t.Errorf("gap %d = %v, want %v", i, d, want)
+				}
+			}
+		})
+	}
+}
+
+// adaptiveServer enforces 50 requests a second (token bucket, burst 50) and
+// answers 429 with Retry-After in whole seconds, without X-RateLimit
+// headers: the client has to learn the limit.
+type adaptiveServer struct {
+	mu       sync.Mutex
+	lim      *rate.Limiter
+	ok, r429 atomic.Int64
+}
+
+func (s *adaptiveServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	res := s.lim.Reserve()
+	d := res.Delay()
+	if d > 0 {
+		res.Cancel()
+	}
+	s.mu.Unlock()
+	if d > 0 {
+		s.r429.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		w.WriteHeader(429)
+		io.WriteString(w, `{"code":"rate_limit_exceeded","message":"Too many requests"}`)
+		return
+	}
+	s.ok.Add(1)
+	io.WriteString(w, `{"status":"successful"}`)
+}
+
+// Adaptive mode against a server that enforces 50 req/s: 16 workers for
+// 20 s get at least 90 % of 50 req/s with at most 2 % of requests answered
+// 429. This is about real time, so it takes 20 s of it.
+func TestAdaptiveRateLimitGoodput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 s of real time")
+	}
+	srvState := &adaptiveServer{lim: rate.NewLimiter(50, 50)}
+	srv := httptest.NewServer(srvState)
+	defer srv.Close()
+	base := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(base, spotflowhttp.WithAdaptiveRateLimit())}
+	const window = 20 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ok, r429 := srvState.ok.Load(), srvState.r429.Load()
+	goodput := float64(ok) / elapsed.Seconds()
+	share := float64(r429) / float64(ok+r429)
+	t.Logf("adaptive: %d ok, %d 429 in %v: goodput %.1f req/s (%.1f %% of 50), 429 share %.2f %%",
+		ok, r429, elapsed.Round(time.Millisecond), goodput, goodput/50*100, share*100)
+	if goodput < 45 {
+		t.Errorf("goodput %.1f req/s, want >= 45", goodput)
+	}
+	if share > 0.02 {
+		t.Errorf("429 share %.2f %%, want <= 2 %%", share*100)
+	}
+}
