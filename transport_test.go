@@ -414,7 +414,6 @@ func mustRequest(t testing.TB, method, url, body string) *http.Request {
 // Every response the transport discards is closed; the final one is
 // returned with its body intact; the request body is closed once.
 func TestBodiesClosedOnEveryPath(t *testing.T) {
-	type outcome struct{ err bool }
 	tests := []struct {
 		name  string
 		steps []func(http.ResponseWriter, *http.Request)
