@@ -77,7 +77,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if e := t.halted.Load(); e != nil {
 		closeBody(req)
 		h := *e
-		h.Attempts = 0
+		h.Attempts, h.IdempotencyKey = 0, ""
 		return nil, &h
 	}
 	c, r, owner := begin(req)
