@@ -304,6 +304,9 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 				return resp, nil
 			}
 			c.maybeSent = c.maybeSent || e.Uncertain
+			// A 429 says the request was refused, not processed: repeating
+			// it is safe whatever the method.
+			sent = resp.StatusCode != http.StatusTooManyRequests
 		} else {
 			if errors.As(err, new(*Error)) || ctx.Err() != nil {
 				return nil, err // refused below us, or the caller gave up

@@ -281,9 +281,25 @@ func TestRepeatable(t *testing.T) {
 		{"PATCH without key", "PATCH", `{"a":1}`, "", true, true, 1},
 		{"POST without GetBody", "POST", `{"a":1}`, "k-1", false, false, 1},
 	}
-	for _, tt := range tests {
+	refused := []struct {
+		name    string
+		method  string
+		body    string
+		header  string
+		getBody bool
+		keyless bool
+		hits    int
+	}{
+		{"429 POST without key", "POST", `{"a":1}`, "", true, true, 4},
+		{"429 POST without GetBody", "POST", `{"a":1}`, "", false, true, 1},
+	}
+	for i, tt := range append(tests, refused...) {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newScript(t, unavailable)
+			step := unavailable
+			if i >= len(tests) {
+				step = rateLimited("1")
+			}
+			s := newScript(t, step)
 			opts := []spotflowhttp.Option{spotflowhttp.WithClock(newFakeClock())}
 			if tt.keyless {
 				opts = append(opts, spotflowhttp.WithKeyMethods())
