@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
 
 // The policy as a pure lookup.
@@ -144,4 +145,56 @@ func ExampleWithErrors() {
 	var e *spotflowhttp.Error
 	fmt.Println(errors.Is(err, spotflowhttp.ErrAuthentication), errors.As(err, &e), e.Category)
 	// Output: true true escalate
+}
+
+// A key of your own, derived from something that survives a restart, makes
+// a later repeat of the call safe: Spotflow answers it with the original
+// result instead of charging again.
+func ExampleWithIdempotencyKey() {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(nil)}
+
+	pay := func() *http.Response {
+		ctx := spotflowhttp.WithIdempotencyKey(context.Background(), "order-1001")
+		req, _ := http.NewRequestWithContext(ctx, "POST", sim.BaseURL()+"/payments",
+			strings.NewReader(`{"amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := client.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	first, again := pay(), pay() // say, again after a crash
+	fmt.Println(first.StatusCode, spotflowhttp.IdempotencyKeyOf(first))
+	fmt.Println(again.StatusCode, again.Header.Get("Idempotent-Replayed"), len(sim.Payments()))
+	// Output:
+	// 201 order-1001
+	// 201 true 1
+}
+
+// duplicate_reference means the payment exists: with WithResolveDuplicates
+// the transport fetches it and returns it as the answer.
+func ExampleWithResolveDuplicates() {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())}
+
+	create := func() *http.Response {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments",
+			strings.NewReader(`{"reference":"inv-77","amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := client.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		defer resp.Body.Close()
+		return resp
+	}
+	create()
+	resp := create() // a new key, the same reference: Spotflow says duplicate_reference
+	fmt.Println(resp.StatusCode, spotflowhttp.ReplayOf(resp), spotflowhttp.ErrorOf(resp) == nil, sim.Charges("inv-77"))
+	// Output: 200 true true 1
 }
