@@ -75,10 +75,12 @@ func hangUp(w http.ResponseWriter, r *http.Request) {
 }
 
 var (
-	ok200        = reply(200, `{"status":"successful"}`)
-	unavailable  = reply(503, `<html>503</html>`)
-	serverError  = reply(500, `{"code":"server_error","message":"Internal server error"}`)
-	rateLimited  = func(ra string) func(http.ResponseWriter, *http.Request) { return reply(429, `{"code":"rate_limit_exceeded","message":"Too many requests"}`, "Retry-After", ra) }
+	ok200       = reply(200, `{"status":"successful"}`)
+	unavailable = reply(503, `<html>503</html>`)
+	serverError = reply(500, `{"code":"server_error","message":"Internal server error"}`)
+	rateLimited = func(ra string) func(http.ResponseWriter, *http.Request) {
+		return reply(429, `{"code":"rate_limit_exceeded","message":"Too many requests"}`, "Retry-After", ra)
+	}
 	missingParam = reply(400, `{"error":"Bad Request","message":"missing_parameter","status":400}`)
 )
 
