@@ -82,9 +82,10 @@ func WithLimiter(l Limiter) Option {
 
 // WithAdaptiveRateLimit paces requests at a rate learned from Spotflow's
 // answers, for when the account's limit is unknown: no pacing until the
-// first 429; then the rate the server was seen to admit, less 5 %, raised
-// slowly (by 1 % after 10 s, 4 % after 20 s, 36 % after a minute without a
-// 429) and cut again at the next 429. See WithAdaptiveCeiling.
+// first 429 (pacing at the ceiling, if one is set); then the rate the server
+// was seen to admit in the last second, less 5 %, raised slowly (by 1 %
+// after 10 s, 4 % after 20 s, 36 % after a minute without a 429) and cut
+// again at the next 429. See WithAdaptiveCeiling.
 func WithAdaptiveRateLimit() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
 }
@@ -326,7 +327,11 @@ const (
 )
 
 func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
-	return &adaptiveLimiter{lim: rate.NewLimiter(rate.Inf, 1), ceiling: ceiling, increaseK: adaptiveK}
+	start := rate.Inf
+	if ceiling > 0 {
+		start = ceiling
+	}
+	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, increaseK: adaptiveK}
 }
 
 // admitted counts a request Spotflow did not throttle and raises the rate.

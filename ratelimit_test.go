@@ -384,3 +384,48 @@ func TestAdaptiveRateLimitGoodput(t *testing.T) {
 		t.Errorf("429 share %.2f %%, want <= 2 %%", share*100)
 	}
 }
+
+// Adaptive mode on a fake clock: one worker against an in-memory server that
+// enforces 50 req/s, for 60 s of fake time. Deterministic, so it also pins
+// the algorithm: the first 429 sets the pace, the ceiling bounds it.
+func TestAdaptiveOnFakeClock(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		opts        []spotflowhttp.Option
+		minGoodput  float64
+		maxGoodput  float64
+		max429Share float64
+	}{
+		{"adaptive", []spotflowhttp.Option{spotflowhttp.WithAdaptiveRateLimit()}, 45, 51, 0.02},
+		{"ceiling", []spotflowhttp.Option{spotflowhttp.WithAdaptiveCeiling(20)}, 19, 20.1, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			lim := rate.NewLimiter(50, 50)
+			var ok, r429 int
+			base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+				res := lim.ReserveN(now, 1)
+				if d := res.DelayFrom(now); d > 0 {
+					res.CancelAt(now)
+					r429++
+					return 429, headers("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+				}
+				ok++
+				return 200, nil
+			}}
+			tr := spotflowhttp.NewTransport(base, append(tt.opts, spotflowhttp.WithClock(clock))...)
+			start := clock.Now()
+			for clock.Now().Sub(start) < time.Minute {
+				roundTrip(t, tr, context.Background(), "")
+				clock.Advance(time.Millisecond) // the request's own time
+			}
+			goodput := float64(ok) / clock.Now().Sub(start).Seconds()
+			share := float64(r429) / float64(ok+r429)
+			t.Logf("%s: %.1f req/s, %d 429s (%.2f %%)", tt.name, goodput, r429, share*100)
+			if goodput < tt.minGoodput || goodput > tt.maxGoodput || share > tt.max429Share {
+				t.Errorf("goodput %.1f req/s (want %v..%v), 429 share %.2f %% (want <= %.0f %%)",
+					goodput, tt.minGoodput, tt.maxGoodput, share*100, tt.max429Share*100)
+			}
+		})
+	}
+}
