@@ -282,10 +282,23 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	var bo backoff.BackOff
+	// prev is the last failed response, held (its body usually already
+	// read whole and closed) until the next attempt has an answer, so that
+	// if the layers below refuse to send it, the caller still gets it.
+	var prev *http.Response
+	var prevErr *Error
 	r := req
 	for attempt := 1; ; attempt++ {
 		c.attempts++
 		resp, err := t.base.RoundTrip(r)
+		if prev != nil {
+			if err != nil && errors.As(err, new(*Error)) {
+				c.resp, c.err = prev, prevErr // refused below us: keep the answer we had
+				return prev, nil
+			}
+			discard(prev)
+			prev = nil
+		}
 		var e *Error // the failed attempt, nil for a success
 		sent := true
 		if err == nil {
@@ -313,11 +326,11 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			}
 			var transient bool
 			sent, transient = connErrorInfo(err)
+			c.maybeSent = c.maybeSent || sent
 			if !transient {
 				return nil, err
 			}
 			e = &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}
-			c.maybeSent = c.maybeSent || sent
 		}
 
 		// Decide whether, and after how long, to send it again.
@@ -343,15 +356,16 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			next.Body = body
 		}
 		t.retrying(c, req, attempt, wait, e)
-		if resp != nil {
-			discard(resp)
-		}
 		if serr := t.cfg.clock.Sleep(ctx, wait); serr != nil {
 			closeBody(next)
+			if resp != nil {
+				discard(resp)
+			}
 			w := *e
 			w.Err = serr
 			return nil, &w
 		}
+		prev, prevErr = resp, e
 		r = next
 	}
 }

@@ -753,3 +753,28 @@ func TestBackoffStop(t *testing.T) {
 		t.Errorf("attempts %d, hits %d; want 2", e.Attempts, s.hits.Load())
 	}
 }
+
+// When the rate limiter below refuses a retry (its wait would pass the
+// deadline), the caller gets the last response, not a bare refusal.
+func TestRefusedRetryKeepsLastResponse(t *testing.T) {
+	clock := newFakeClock()
+	s := newScript(t, unavailable, ok200)
+	counting := &closeCounting{base: http.DefaultTransport}
+	tr := spotflowhttp.NewTransport(counting, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimit(0.1, 1))
+	ctx, cancel := context.WithDeadline(context.Background(), clock.Now().Add(5*time.Second))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("err = %v, want the 503", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	e := spotflowhttp.ErrorOf(resp)
+	if resp.StatusCode != 503 || string(b) != "<html>503</html>" || e == nil || e.Attempts != 1 || s.hits.Load() != 1 {
+		t.Fatalf("got %d %q %v after %d hits", resp.StatusCode, b, e, s.hits.Load())
+	}
+	if counting.unclosed() != 0 {
+		t.Errorf("%d responses left open", counting.unclosed())
+	}
+}
