@@ -3,6 +3,7 @@ package redislimit_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"log"
 	"net/http"
 	"os"
 	"time"
@@ -25,7 +26,10 @@ func Example() {
 		ContextTimeoutEnabled: true, // so that a stuck Redis costs only the limiter's timeout
 	})
 	defer rdb.Close()
-	l := redislimit.New(rdb, name, redis_rate.Limit{Rate: 300, Period: time.Minute, Burst: 30})
+	l, err := redislimit.New(rdb, name, redis_rate.Limit{Rate: 300, Period: time.Minute, Burst: 30})
+	if err != nil {
+		log.Fatal(err) // an empty name, say; New does not dial Redis
+	}
 
 	client := &http.Client{Transport: spotflowhttp.NewTransport(nil, spotflowhttp.WithLimiter(l))}
 	_ = client // use it for every call to Spotflow

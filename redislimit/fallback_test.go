@@ -95,7 +95,10 @@ func newFake(t *testing.T, limit redis_rate.Limit, opts ...Option) (*Limiter, *f
 	rdb, tries := unreachable(t)
 	var logs bytes.Buffer
 	opts = append(opts, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	l := New(rdb, "fake", limit, opts...)
+	l, err := New(rdb, "fake", limit, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	l.now, l.sleep = clock.Now, clock.Sleep
 	return l, clock, tries, &logs
@@ -144,12 +147,12 @@ func TestFallbackHonoursCoolDown(t *testing.T) {
 }
 
 func TestFallbackWaitCancelled(t *testing.T) {
-	l, _, _, _ := newFake(t, redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1})
+	l, _, _, _ := newFake(t, redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1}, WithMaxWait(time.Hour))
 	l.now, l.sleep = time.Now, sleep // real time: deadlines are on it
 	if err := l.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// The next token is a minute away.
+	// The next token is two minutes away: half of 1 a minute.
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	if err := l.Wait(ctx); !errors.Is(err, context.Canceled) {
@@ -166,30 +169,119 @@ func TestFallbackWaitCancelled(t *testing.T) {
 	}
 }
 
-func TestInvalidArgumentsPanic(t *testing.T) {
+// Bad input gets an error naming the problem, never a panic.
+func TestInvalidArguments(t *testing.T) {
 	rdb, _ := unreachable(t)
+	var nilClient *redis.Client // a typed nil: a non-nil interface whose methods panic
+	ok := redis_rate.PerSecond(1)
 	for _, tt := range []struct {
-		name string
-		f    func()
+		name  string
+		rdb   redis.UniversalClient
+		lname string
+		limit redis_rate.Limit
+		opts  []Option
+		want  string // in the error
 	}{
-		{"nil client", func() { New(nil, "n", redis_rate.PerSecond(1)) }},
-		{"empty name", func() { New(rdb, "", redis_rate.PerSecond(1)) }},
-		{"zero rate", func() { New(rdb, "n", redis_rate.Limit{Period: time.Second, Burst: 1}) }},
-		{"zero period", func() { New(rdb, "n", redis_rate.Limit{Rate: 1, Burst: 1}) }},
-		{"zero burst", func() { New(rdb, "n", redis_rate.Limit{Rate: 1, Period: time.Second}) }},
-		{"zero fraction", func() { WithFallback(0) }},
-		{"negative fraction", func() { WithFallback(-0.5) }},
-		{"NaN fraction", func() { WithFallback(math.NaN()) }},
-		{"infinite fraction", func() { WithFallback(math.Inf(1)) }},
-		{"zero timeout", func() { WithTimeout(0) }},
+		{"nil client", nil, "n", ok, nil, "client is nil"},
+		{"typed nil client", nilClient, "n", ok, nil, "client is nil"},
+		{"empty name", rdb, "", ok, nil, "name is empty"},
+		{"zero rate", rdb, "n", redis_rate.Limit{Period: time.Second, Burst: 1}, nil, "invalid limit 0 req/s (burst 1)"},
+		{"zero period", rdb, "n", redis_rate.Limit{Rate: 1, Burst: 1}, nil, "invalid limit"},
+		{"negative period", rdb, "n", redis_rate.Limit{Rate: 1, Period: -time.Second, Burst: 1}, nil, "invalid limit"},
+		{"zero burst", rdb, "n", redis_rate.Limit{Rate: 1, Period: time.Second}, nil, "invalid limit"},
+		{"zero fraction", rdb, "n", ok, []Option{WithFallback(0)}, "WithFallback(0)"},
+		{"negative fraction", rdb, "n", ok, []Option{WithFallback(-0.5)}, "WithFallback(-0.5)"},
+		{"NaN fraction", rdb, "n", ok, []Option{WithFallback(math.NaN())}, "WithFallback(NaN)"},
+		{"infinite fraction", rdb, "n", ok, []Option{WithFallback(math.Inf(1))}, "WithFallback(+Inf)"},
+		{"zero timeout", rdb, "n", ok, []Option{WithTimeout(0)}, "WithTimeout(0s)"},
+		{"negative timeout", rdb, "n", ok, []Option{WithTimeout(-time.Second)}, "WithTimeout(-1s)"},
+		{"zero max wait", rdb, "n", ok, []Option{WithMaxWait(0)}, "WithMaxWait(0s)"},
+		{"negative max wait", rdb, "n", ok, []Option{WithMaxWait(-time.Minute)}, "WithMaxWait(-1m0s)"},
+		// The first bad value is reported, even if a later option is good.
+		{"bad then good", rdb, "n", ok, []Option{WithTimeout(0), WithFallback(-1), WithTimeout(time.Second)}, "WithTimeout(0s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			defer func() {
-				if recover() == nil {
-					t.Error("no panic")
+				if r := recover(); r != nil {
+					t.Fatalf("panic: %v", r)
 				}
 			}()
-			tt.f()
+			l, err := New(tt.rdb, tt.lname, tt.limit, tt.opts...)
+			if err == nil || l != nil {
+				t.Fatalf("New = %v, %v; want nil and an error", l, err)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, "redislimit: ") || !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q, want one starting redislimit: and containing %q", msg, tt.want)
+			}
+		})
+	}
+}
+
+// A Wait longer than the cap fails at once, without sleeping, whether it
+// would wait for a cool-down, a token, or both in turn; one within the cap
+// waits.
+func TestMaxWait(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		limit    redis_rate.Limit
+		maxWait  time.Duration // 0 for the default
+		cool     time.Duration // a cool-down set before the Wait
+		tokens   int           // tokens taken before the Wait
+		fail     bool
+		want     string        // in the error
+		waitWant time.Duration // how long the Wait took, when it did not fail
+	}{
+		{"cool-down over the default cap", redis_rate.PerSecond(100), 0, 10 * time.Minute, 0, true,
+			"waiting 10m0s for the cool-down to end would be over the cap of 1m0s", 0},
+		{"cool-down at the default cap", redis_rate.PerSecond(100), 0, time.Minute, 0, false, "", time.Minute},
+		{"cool-down over a set cap", redis_rate.PerSecond(100), time.Second, 1500 * time.Millisecond, 0, true,
+			"waiting 1.5s for the cool-down to end would be over the cap of 1s", 0},
+		// Half of 1 a minute while Redis is down: the next local token is
+		// 2 minutes away.
+		{"local token over the cap", redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1}, 0, 0, 1, true,
+			"waiting 2m0s for a local token would be over the cap of 1m0s", 0},
+		{"local token within the cap", redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1}, 3 * time.Minute, 0, 1, false, "", 2 * time.Minute},
+		// Half of 1 per 40 s: a local token every 80 s. 50 s of cool-down,
+		// then 30 s for a token: each under the cap, but 80 s in all.
+		{"cool-down then token over the cap", redis_rate.Limit{Rate: 1, Period: 40 * time.Second, Burst: 1}, 0, 50 * time.Second, 1, true,
+			"waiting 30s more for a local token, after 50s, would take 1m20s, over the cap of 1m0s", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []Option
+			if tt.maxWait > 0 {
+				opts = append(opts, WithMaxWait(tt.maxWait))
+			}
+			l, clock, _, _ := newFake(t, tt.limit, opts...)
+			ctx := context.Background()
+			for range tt.tokens {
+				if err := l.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.cool > 0 {
+				l.CoolDown(ctx, clock.Now().Add(tt.cool))
+			}
+			start := clock.Now()
+			err := l.Wait(ctx)
+			took := clock.Now().Sub(start)
+			if !tt.fail {
+				if err != nil || took != tt.waitWant {
+					t.Fatalf("Wait = %v after %v, want nil after %v", err, took, tt.waitWant)
+				}
+				return
+			}
+			if !errors.Is(err, ErrWaitTooLong) {
+				t.Fatalf("Wait = %v, want an error matching ErrWaitTooLong", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(tt.name, "then") {
+				return // it slept through the cool-down, then refused the token
+			}
+			if took != 0 {
+				t.Errorf("Wait failed after %v, want at once", took)
+			}
 		})
 	}
 }
@@ -207,7 +299,10 @@ func TestLocalLimiterShare(t *testing.T) {
 		{redis_rate.Limit{Rate: 10, Period: time.Second, Burst: 1}, 0.5, 5, 1},
 		{redis_rate.Limit{Rate: 10, Period: time.Second, Burst: 3}, 0.25, 2.5, 1},
 	} {
-		l := New(rdb, "n", tt.limit, WithFallback(tt.fraction))
+		l, err := New(rdb, "n", tt.limit, WithFallback(tt.fraction))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := float64(l.local.Limit()); math.Abs(got-tt.rate) > 1e-9 || l.local.Burst() != tt.burst {
 			t.Errorf("%v at %v: local %v/s burst %d, want %v/s burst %d", tt.limit, tt.fraction, got, l.local.Burst(), tt.rate, tt.burst)
 		}

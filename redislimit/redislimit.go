@@ -9,12 +9,19 @@
 // Spotflow's requests to pause (a 429 with Retry-After), so one process's
 // 429 holds back all of them. Plug it into the transport:
 //
-//	l := redislimit.New(rdb, "acct-3f2a", redis_rate.PerSecond(5))
+//	l, err := redislimit.New(rdb, "acct-3f2a", redis_rate.PerSecond(5))
+//	if err != nil {
+//		return err
+//	}
 //	client.Transport = spotflowhttp.NewTransport(nil, spotflowhttp.WithLimiter(l))
 //
 // When Redis cannot be reached, a Limiter does not fail requests: it paces
 // them locally at a fraction of the limit (WithFallback) and tries Redis
 // again at most once a second.
+//
+// No Wait lasts longer than a cap (WithMaxWait, 60 s by default): a longer
+// cool-down or token wait fails at once with an error matching
+// ErrWaitTooLong, which the transport reports as spotflowhttp.ErrRateLimit.
 package redislimit
 
 import (
@@ -22,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +44,13 @@ import (
 const (
 	DefaultFallback = 0.5
 	DefaultTimeout  = 100 * time.Millisecond
+	DefaultMaxWait  = 60 * time.Second // as spotflowhttp.DefaultMaxRetryAfter
 )
+
+// ErrWaitTooLong is matched (errors.Is) by the error of a Wait that would
+// have waited longer than the cap set by WithMaxWait. The error's text says
+// how long the wait would have been.
+var ErrWaitTooLong = errors.New("redislimit: wait longer than the cap")
 
 // probeInterval is how often a Limiter that lost Redis tries it again. Not
 // on every request: with Redis gone, each try costs up to the timeout.
@@ -55,6 +69,7 @@ type Limiter struct {
 	rateKey  string // as given to redis_rate, which prefixes "rate:"
 	coolKey  string
 	timeout  time.Duration
+	maxWait  time.Duration
 	fraction float64
 	logger   *slog.Logger
 	local    *rate.Limiter // used while Redis is unreachable
@@ -90,22 +105,26 @@ var _ spotflowhttp.CoolDownLimiter = (*Limiter)(nil)
 // Redis that accepts connections but stops answering can hold a request for
 // the client's ReadTimeout. Set it.
 //
-// New panics if rdb is nil, name is empty, or limit has a rate, period or
-// burst below 1.
-func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ...Option) *Limiter {
+// New returns an error, and no Limiter, if rdb is nil, name is empty, limit
+// has a rate, period or burst below 1, or an option was given an invalid
+// value; it does not dial Redis.
+func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ...Option) (*Limiter, error) {
 	switch {
-	case rdb == nil:
-		panic("redislimit: nil Redis client")
+	case isNil(rdb):
+		return nil, errors.New("redislimit: the Redis client is nil")
 	case name == "":
-		panic("redislimit: empty name")
+		return nil, errors.New("redislimit: the name is empty; give one per Spotflow API key, such as a hash of the key")
 	case limit.Rate < 1 || limit.Period <= 0 || limit.Burst < 1:
-		panic(fmt.Sprintf("redislimit: invalid limit %v: rate, period and burst must be positive", limit))
+		return nil, fmt.Errorf("redislimit: invalid limit %v: rate, period and burst must be positive (see redis_rate.PerSecond)", limit)
 	}
-	cfg := config{fraction: DefaultFallback, timeout: DefaultTimeout}
+	cfg := config{fraction: DefaultFallback, timeout: DefaultTimeout, maxWait: DefaultMaxWait}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&cfg)
 		}
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
@@ -118,6 +137,7 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 		rateKey:  "spotflowhttp:{" + name + "}",
 		coolKey:  "spotflowhttp:{" + name + "}:cooldown",
 		timeout:  cfg.timeout,
+		maxWait:  cfg.maxWait,
 		fraction: cfg.fraction,
 		logger:   cfg.logger,
 		local:    rate.NewLimiter(rate.Limit(cfg.fraction*perSecond), max(1, int(cfg.fraction*float64(limit.Burst)))),
@@ -128,14 +148,17 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 		l.logger.Warn("redislimit: the Redis client has ContextTimeoutEnabled false, so a Redis that stops answering can hold requests past the limiter's timeout",
 			"name", name, "timeout", cfg.timeout)
 	}
-	return l
+	return l, nil
 }
 
 // Wait blocks until one request may be sent: after any cool-down set by
 // CoolDown (here or in another process sharing the name), and once the
-// shared budget has a token for it. It returns at once, with an error
-// matching context.DeadlineExceeded, if the wait would pass ctx's deadline,
-// and promptly with an error wrapping ctx.Err() if ctx is done first.
+// shared budget has a token for it. It returns at once, without waiting,
+// with an error matching ErrWaitTooLong if the wait would take longer in all
+// than the cap (WithMaxWait), and with one matching
+// context.DeadlineExceeded if it would pass ctx's deadline; and promptly,
+// with an error wrapping ctx.Err(), if ctx is done first. The cap is checked
+// first, as spotflowhttp does for WithMaxRetryAfter.
 //
 // While Redis is unreachable Wait paces locally instead, and returns no
 // error for that; it then honours only the cool-downs this Limiter knows
@@ -146,19 +169,20 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 // the average (with 8 waiters at 40 a second, 200 ms on average, the
 // longest seen was about 1.4 s).
 func (l *Limiter) Wait(ctx context.Context) error {
+	w := &waiting{start: l.now()}
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("redislimit: %w", err)
 		}
 		now := l.now()
 		if d := l.coolingFor(now); d > 0 {
-			if err := l.pause(ctx, now, d, "the cool-down to end"); err != nil {
+			if err := l.pause(ctx, w, now, d, "the cool-down to end"); err != nil {
 				return err
 			}
 			continue
 		}
 		if !l.useRedis(now) {
-			return l.waitLocal(ctx)
+			return l.waitLocal(ctx, w)
 		}
 		res, cool, err := l.allow(ctx)
 		if err != nil {
@@ -166,7 +190,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 				return fmt.Errorf("redislimit: %w", cerr)
 			}
 			l.failed(err)
-			return l.waitLocal(ctx)
+			return l.waitLocal(ctx, w)
 		}
 		l.reachable()
 		now = l.now()
@@ -180,7 +204,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		if res.Allowed > 0 {
 			return nil
 		}
-		if err := l.pause(ctx, now, max(res.RetryAfter, time.Millisecond), "a token"); err != nil {
+		if err := l.pause(ctx, w, now, max(res.RetryAfter, time.Millisecond), "a token"); err != nil {
 			return err
 		}
 	}
@@ -286,25 +310,42 @@ func (p *pipelined) with(ctx context.Context, eval func(redis.Pipeliner) *redis.
 
 // waitLocal takes a token from the local limiter, for when Redis is
 // unreachable.
-func (l *Limiter) waitLocal(ctx context.Context) error {
+func (l *Limiter) waitLocal(ctx context.Context, w *waiting) error {
 	now := l.now()
 	r := l.local.ReserveN(now, 1) // burst is at least 1, so r.OK()
 	d := r.DelayFrom(now)
 	if d == 0 {
 		return nil
 	}
-	if err := l.pause(ctx, now, d, "a local token"); err != nil {
+	if err := l.pause(ctx, w, now, d, "a local token"); err != nil {
 		r.CancelAt(l.now())
 		return err
 	}
 	return nil
 }
 
-// pause sleeps for d, or fails at once if that would pass ctx's deadline.
-func (l *Limiter) pause(ctx context.Context, now time.Time, d time.Duration, what string) error {
-	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
-		return fmt.Errorf("redislimit: waiting %v for %s would pass the context's deadline: %w", d, what, context.DeadlineExceeded)
+// waiting is one call of Wait, for the cap.
+type waiting struct {
+	start  time.Time
+	paused bool // it has slept already
+}
+
+// pause sleeps for d, or fails at once if that would make the Wait last
+// longer than the cap, or pass ctx's deadline. The cap is on the whole
+// Wait, not on each pause: under contention a Wait can pause many times.
+func (l *Limiter) pause(ctx context.Context, w *waiting, now time.Time, d time.Duration, what string) error {
+	if total := now.Add(d).Sub(w.start); total > l.maxWait {
+		if w.paused {
+			return fmt.Errorf("redislimit: waiting %v more for %s, after %v, would take %v, over the cap of %v (WithMaxWait): %w",
+				round(d), what, round(now.Sub(w.start)), round(total), l.maxWait, ErrWaitTooLong)
+		}
+		return fmt.Errorf("redislimit: waiting %v for %s would be over the cap of %v (WithMaxWait): %w",
+			round(d), what, l.maxWait, ErrWaitTooLong)
 	}
+	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+		return fmt.Errorf("redislimit: waiting %v for %s would pass the context's deadline: %w", round(d), what, context.DeadlineExceeded)
+	}
+	w.paused = true
 	if err := l.sleep(ctx, d); err != nil {
 		return fmt.Errorf("redislimit: waiting for %s: %w", what, err)
 	}
@@ -369,6 +410,29 @@ func (l *Limiter) reachable() {
 	if l.down.Load() && l.down.CompareAndSwap(true, false) {
 		l.logger.Info("redislimit: Redis reachable again, back to the shared limit", "name", l.name)
 	}
+}
+
+// round shortens a duration for an error message: 9m59.999s, not
+// 9m59.998765432s.
+func round(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d
+}
+
+// isNil reports whether rdb is nil, or a nil pointer (a *redis.Client
+// variable never set) whose methods would panic.
+func isNil(rdb redis.UniversalClient) bool {
+	if rdb == nil {
+		return true
+	}
+	v := reflect.ValueOf(rdb)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
 }
 
 // honoursDeadlines reports whether rdb applies context deadlines to its

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,6 +25,16 @@ import (
 // enough, and a Limiter that falls back paces by other rules.
 var patient = redislimit.WithTimeout(time.Second)
 
+// newLimiter is redislimit.New for arguments that must be valid.
+func newLimiter(t *testing.T, rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ...redislimit.Option) *redislimit.Limiter {
+	t.Helper()
+	l, err := redislimit.New(rdb, name, limit, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // process is one client "process": its own Redis client, Limiter, transport
 // stack and connections.
 type process struct {
@@ -33,7 +44,7 @@ type process struct {
 
 func newProcess(t *testing.T, rdb *redis.Client, name string, limit redis_rate.Limit, opts ...redislimit.Option) process {
 	t.Helper()
-	l := redislimit.New(rdb, name, limit, opts...)
+	l := newLimiter(t, rdb, name, limit, opts...)
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 	return process{lim: l, http: &http.Client{Transport: spotflowhttp.NewTransport(base, spotflowhttp.WithLimiter(l))}}
@@ -186,7 +197,7 @@ func TestFrozenRedisCostsTheTimeout(t *testing.T) {
 	rs := ownRedis(t)
 	rec, logger := newRecorder(t)
 	defer rec.dump()
-	l := redislimit.New(rs.client(t), t.Name(), redis_rate.PerSecond(100), redislimit.WithLogger(logger))
+	l := newLimiter(t, rs.client(t), t.Name(), redis_rate.PerSecond(100), redislimit.WithLogger(logger))
 	ctx := context.Background()
 	if err := l.Wait(ctx); err != nil {
 		t.Fatal(err)
@@ -215,7 +226,7 @@ func TestNewWarnsWhenClientIgnoresDeadlines(t *testing.T) {
 	rec, logger := newRecorder(t)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
 	defer rdb.Close()
-	redislimit.New(rdb, t.Name(), redis_rate.PerSecond(1), redislimit.WithLogger(logger))
+	newLimiter(t, rdb, t.Name(), redis_rate.PerSecond(1), redislimit.WithLogger(logger))
 	if n := rec.count(slog.LevelWarn, "ContextTimeoutEnabled"); n != 1 {
 		t.Errorf("%d warnings about ContextTimeoutEnabled, want 1", n)
 	}
@@ -226,8 +237,8 @@ func TestNewWarnsWhenClientIgnoresDeadlines(t *testing.T) {
 func TestCoolDownIsShared(t *testing.T) {
 	rs := needRedis(t)
 	limit := redis_rate.PerSecond(100)
-	a := redislimit.New(rs.client(t), t.Name(), limit, patient)
-	b := redislimit.New(rs.client(t), t.Name(), limit, patient)
+	a := newLimiter(t, rs.client(t), t.Name(), limit, patient)
+	b := newLimiter(t, rs.client(t), t.Name(), limit, patient)
 	ctx := context.Background()
 
 	start := time.Now()
@@ -247,7 +258,7 @@ func TestCoolDownIsShared(t *testing.T) {
 	if ttl := rdb.PTTL(ctx, "spotflowhttp:{"+t.Name()+"}:cooldown").Val(); ttl < 900*time.Millisecond {
 		t.Errorf("cool-down key expires in %v, want the longer cool-down, about 1 s", ttl)
 	}
-	c := redislimit.New(rs.client(t), t.Name(), limit, patient) // knows nothing locally
+	c := newLimiter(t, rs.client(t), t.Name(), limit, patient) // knows nothing locally
 	if err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +271,8 @@ func TestCoolDownIsShared(t *testing.T) {
 func TestCoolDownPastDeadline(t *testing.T) {
 	rs := needRedis(t)
 	limit := redis_rate.PerSecond(100)
-	redislimit.New(rs.client(t), t.Name(), limit, patient).CoolDown(context.Background(), time.Now().Add(2*time.Second))
-	b := redislimit.New(rs.client(t), t.Name(), limit, patient)
+	newLimiter(t, rs.client(t), t.Name(), limit, patient).CoolDown(context.Background(), time.Now().Add(2*time.Second))
+	b := newLimiter(t, rs.client(t), t.Name(), limit, patient)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -270,6 +281,80 @@ func TestCoolDownPastDeadline(t *testing.T) {
 		t.Fatalf("Wait = %v, want an error matching context.DeadlineExceeded", err)
 	}
 	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("Wait failed after %v, want at once", d)
+	}
+}
+
+// A cool-down over the cap, set by another process, fails Wait at once,
+// without a deadline, and the transport reports it as a rate-limit
+// refusal without sending anything.
+func TestCoolDownOverTheCap(t *testing.T) {
+	rs := needRedis(t)
+	limit := redis_rate.PerSecond(100)
+	newLimiter(t, rs.client(t), t.Name(), limit, patient).CoolDown(context.Background(), time.Now().Add(10*time.Minute))
+
+	b := newLimiter(t, rs.client(t), t.Name(), limit, patient) // knows nothing locally
+	start := time.Now()
+	err := b.Wait(context.Background())
+	if !errors.Is(err, redislimit.ErrWaitTooLong) {
+		t.Fatalf("Wait = %v, want an error matching ErrWaitTooLong", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Wait failed after %v, want at once", d)
+	}
+	if !strings.Contains(err.Error(), "for the cool-down to end would be over the cap of 1m0s") {
+		t.Errorf("error %q does not say what it waited for and the cap", err)
+	}
+
+	srv, arr := countingServer(t)
+	c := newLimiter(t, rs.client(t), t.Name(), limit, patient)
+	client := &http.Client{Transport: spotflowhttp.NewTransport(nil, spotflowhttp.WithLimiter(c))}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("request answered %d, want an error", resp.StatusCode)
+	}
+	if !errors.Is(err, spotflowhttp.ErrRateLimit) || !errors.Is(err, redislimit.ErrWaitTooLong) {
+		t.Fatalf("request error %v, want one matching ErrRateLimit and ErrWaitTooLong", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("request failed after %v, want at once", d)
+	}
+	if _, n := arr.rate(start.Add(-time.Minute), time.Now()); n != 0 {
+		t.Errorf("server saw %d requests, want none", n)
+	}
+}
+
+// A cool-down within the cap is waited for; one just over it is not.
+func TestCoolDownWithinTheCap(t *testing.T) {
+	rs := needRedis(t)
+	limit := redis_rate.PerSecond(100)
+	capped := redislimit.WithMaxWait(time.Second)
+	a := newLimiter(t, rs.client(t), t.Name(), limit, patient, capped)
+	b := newLimiter(t, rs.client(t), t.Name(), limit, patient, capped)
+	ctx := context.Background()
+
+	start := time.Now()
+	a.CoolDown(ctx, start.Add(400*time.Millisecond))
+	if err := b.Wait(ctx); err != nil {
+		t.Fatalf("Wait = %v, want nil after the 400 ms cool-down", err)
+	}
+	if d := time.Since(start); d < 380*time.Millisecond || d > 900*time.Millisecond {
+		t.Errorf("Wait returned after %v, want when the 400 ms cool-down ends", d)
+	}
+
+	a.CoolDown(ctx, time.Now().Add(1500*time.Millisecond))
+	start = time.Now()
+	if err := b.Wait(ctx); !errors.Is(err, redislimit.ErrWaitTooLong) {
+		t.Fatalf("Wait = %v, want an error matching ErrWaitTooLong for 1.5 s over a 1 s cap", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("Wait failed after %v, want at once", d)
 	}
 }
@@ -300,7 +385,7 @@ func TestRetryAfterHoldsOtherProcesses(t *testing.T) {
 	defer srv.Close()
 
 	// a does not retry, so that b asks right after the 429.
-	la := redislimit.New(rs.client(t), t.Name(), limit, patient)
+	la := newLimiter(t, rs.client(t), t.Name(), limit, patient)
 	a := process{lim: la, http: &http.Client{Transport: spotflowhttp.NewTransport(nil,
 		spotflowhttp.WithLimiter(la), spotflowhttp.WithMaxAttempts(1))}}
 	b := newProcess(t, rs.client(t), t.Name(), limit, patient)
@@ -362,7 +447,8 @@ func TestWaitPastDeadline(t *testing.T) {
 // A cancelled context ends a Wait for a token promptly.
 func TestWaitCancelled(t *testing.T) {
 	rs := needRedis(t)
-	l := redislimit.New(rs.client(t), t.Name(), redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1}, patient)
+	// The cap is raised: the next token is a minute away.
+	l := newLimiter(t, rs.client(t), t.Name(), redis_rate.Limit{Rate: 1, Period: time.Minute, Burst: 1}, patient, redislimit.WithMaxWait(time.Hour))
 	if err := l.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
