@@ -99,7 +99,8 @@ type Error struct {
 	IdempotencyKey string
 	// Uncertain reports that the request may have taken effect although no
 	// success was seen: a connection error after the request may have been
-	// sent, or a 500, 502, 503 or 504.
+	// sent, or a 500, 502, 503 or 504, on the final attempt or an earlier
+	// one. A call whose attempts all got other answers is not uncertain.
 	Uncertain bool
 	// RetryAfter is the wait the final response's Retry-After header asked
 	// for (either form), or, for a request the rate limiter refused, the

@@ -147,6 +147,9 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	}
 	e.Attempts = max(c.attempts, 1)
 	e.IdempotencyKey = c.key
+	// A final 429 or 4xx says nothing of an earlier attempt that may have
+	// been processed.
+	e.Uncertain = e.Uncertain || c.maybeSent
 	if e.Category == CategoryEscalate {
 		if cfg.logger != nil {
 			cfg.logger.Warn("spotflow: escalate", "method", c.req.Method, "path", c.req.URL.Path,

@@ -778,3 +778,21 @@ func TestRefusedRetryKeepsLastResponse(t *testing.T) {
 		t.Errorf("%d responses left open", counting.unclosed())
 	}
 }
+
+// An earlier attempt that may have been processed keeps the call uncertain,
+// whatever the final answer.
+func TestUncertaintySticksToResponses(t *testing.T) {
+	s := newScript(t, hangUp, rateLimited("0"))
+	base := &http.Transport{DisableKeepAlives: true}
+	defer base.CloseIdleConnections()
+	resp := post2(t, spotflowhttp.NewTransport(base, spotflowhttp.WithMaxAttempts(2), spotflowhttp.WithClock(newFakeClock())), s.srv.URL, `{"amount":1}`)
+	if e := spotflowhttp.ErrorOf(resp); resp.StatusCode != 429 || !e.Uncertain || e.Attempts != 2 {
+		t.Fatalf("got %d %v", resp.StatusCode, e)
+	}
+	// All attempts answered with a plain refusal: certain.
+	s = newScript(t, rateLimited("0"))
+	resp = post2(t, spotflowhttp.NewTransport(base, spotflowhttp.WithMaxAttempts(2), spotflowhttp.WithClock(newFakeClock())), s.srv.URL, `{"amount":1}`)
+	if e := spotflowhttp.ErrorOf(resp); e.Uncertain || e.Attempts != 2 {
+		t.Fatalf("got %v", e)
+	}
+}
