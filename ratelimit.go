@@ -160,9 +160,13 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 		return nil, err
 	}
+	var sent time.Time
+	if t.adaptive != nil {
+		sent = t.cfg.clock.Now()
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
-		t.observe(req.Context(), resp)
+		t.observe(req.Context(), resp, sent)
 	}
 	return resp, err
 }
@@ -262,19 +266,19 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d time.Dur
 // observe learns from a response: a 429's Retry-After and an exhausted
 // X-RateLimit-Remaining start or extend the cool-down; adaptive mode counts
 // admissions and throttles.
-func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response) {
+func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, sent time.Time) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d > 0 {
 			t.coolDown(ctx, now.Add(d))
 		}
 		if t.adaptive != nil {
-			t.adaptive.throttled(now)
+			t.adaptive.throttled(now, sent)
 		}
 		return
 	}
 	if t.adaptive != nil {
-		t.adaptive.admitted(t.cfg.clock.Now())
+		t.adaptive.admitted(t.cfg.clock.Now(), sent)
 	}
 	// Canonical keys: no allocation on the hot path.
 	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
@@ -303,27 +307,35 @@ func (t *RateLimitTransport) coolDown(ctx context.Context, until time.Time) {
 	}
 }
 
-// adaptiveLimiter learns the rate Spotflow admits. It paces at rate.Inf
-// until the first 429; each 429 (one per second at most: the others are the
-// same congestion) sets the rate to 95 % of the successes seen in the last
-// second, and the rate then grows as base×(1+k·t²) with t the seconds since.
+// adaptiveLimiter learns the rate Spotflow admits. It paces at rate.Inf (or
+// the ceiling) until the first 429. Then it estimates what the server admits
+// from the requests sent in the second before the throttled one that were
+// not throttled, attributed to the time they were sent, so that answers
+// still on their way when the 429 arrives count too (they correct the
+// estimate as they come, until the next second). It paces at 95 % of that,
+// and raises the rate as base×(1+k·t²), t the seconds since. A later 429 (at
+// most one a second acts: the others are the same congestion) cuts the rate
+// by at most 30 %, since the estimate may be low for reasons of our own.
 type adaptiveLimiter struct {
 	lim     *rate.Limiter
 	ceiling rate.Limit
 
-	mu        sync.Mutex
-	throttle  time.Time  // last 429 acted on; zero before the first
-	base      rate.Limit // rate set at that 429
-	raised    time.Time  // last time the rate was raised
-	slots     [10]int    // admissions in 100 ms slots, a ring over the last second
-	slot      int64      // the slot now counted, in 100 ms since the epoch
-	increaseK float64
+	mu       sync.Mutex
+	throttle time.Time  // send time of the last 429 acted on; zero before the first
+	at       time.Time  // when that 429 arrived
+	cap      rate.Limit // upper bound of the rate that 429 allows (the pace before it)
+	base     rate.Limit // rate set at that 429, corrected by late answers
+	raised   time.Time  // last time the rate was raised
+	slots    [20]int    // admissions by send time, 100 ms slots over the last 2 s
+	slot     int64      // the newest slot, in 100 ms since the epoch
 }
 
 const (
 	adaptiveBackoff = 0.95
+	adaptiveMaxCut  = 0.7
 	adaptiveK       = 1e-4 // per second squared
 	adaptiveFloor   = 0.05 // requests a second
+	slotWidth       = 100 * time.Millisecond
 )
 
 func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
@@ -331,63 +343,84 @@ func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
 	if ceiling > 0 {
 		start = ceiling
 	}
-	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, increaseK: adaptiveK}
+	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling}
 }
 
-// admitted counts a request Spotflow did not throttle and raises the rate.
-func (a *adaptiveLimiter) admitted(now time.Time) {
+// admitted counts a request Spotflow did not throttle, by the time it was
+// sent, and raises the rate.
+func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.advance(now)
-	a.slots[a.slot%10]++
-	if a.throttle.IsZero() || now.Sub(a.raised) < 100*time.Millisecond {
+	if i := sent.UnixNano() / int64(slotWidth); i > a.slot-int64(len(a.slots)) && i <= a.slot {
+		a.slots[i%int64(len(a.slots))]++
+	}
+	if a.throttle.IsZero() {
+		return
+	}
+	if now.Sub(a.at) < time.Second && sent.Before(a.throttle) {
+		// A late answer from before the 429: the estimate was low.
+		a.base = max(a.base, a.estimate())
+	}
+	if now.Sub(a.raised) < slotWidth {
 		return
 	}
 	a.raised = now
-	s := now.Sub(a.throttle).Seconds()
-	r := a.base * rate.Limit(1+a.increaseK*s*s)
+	s := now.Sub(a.at).Seconds()
+	r := a.base * rate.Limit(1+adaptiveK*s*s)
 	if a.ceiling > 0 && r > a.ceiling {
 		r = a.ceiling
 	}
 	a.lim.SetLimitAt(now, r)
 }
 
-// throttled cuts the rate after a 429.
-func (a *adaptiveLimiter) throttled(now time.Time) {
+// throttled cuts the rate after a 429 to a request sent at sent.
+func (a *adaptiveLimiter) throttled(now, sent time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.throttle.IsZero() && now.Sub(a.throttle) < time.Second {
+	if !a.at.IsZero() && now.Sub(a.at) < time.Second {
 		return
 	}
 	a.advance(now)
-	seen := 0
-	for _, n := range a.slots {
-		seen += n
-	}
 	cur := a.lim.Limit()
-	r := rate.Limit(seen) * adaptiveBackoff
-	if seen == 0 {
-		r = cur / 2
+	a.throttle, a.at, a.raised, a.cap = sent, now, now, cur
+	if cur != rate.Inf {
+		a.cap = cur * adaptiveBackoff
 	}
-	r = min(r, cur*adaptiveBackoff)
+	a.base = a.estimate()
+	if cur != rate.Inf {
+		a.base = max(a.base, cur*adaptiveMaxCut*adaptiveBackoff)
+	}
+	a.lim.SetLimitAt(now, a.base)
+}
+
+// estimate is 95 % of the admissions sent in the second before the
+// throttled request, within the bounds of the current 429.
+func (a *adaptiveLimiter) estimate() rate.Limit {
+	from := a.throttle.Add(-time.Second).UnixNano() / int64(slotWidth)
+	to := a.throttle.UnixNano() / int64(slotWidth)
+	n := 0
+	for i := max(from, a.slot-int64(len(a.slots))+1); i <= to && i <= a.slot; i++ {
+		n += a.slots[i%int64(len(a.slots))]
+	}
+	r := rate.Limit(n) * adaptiveBackoff
+	r = min(r, a.cap)
 	if a.ceiling > 0 {
 		r = min(r, a.ceiling)
 	}
-	r = max(r, adaptiveFloor)
-	a.throttle, a.raised, a.base = now, now, r
-	a.lim.SetLimitAt(now, r)
+	return max(r, adaptiveFloor)
 }
 
 // advance moves the ring of slots to now, clearing slots that passed.
 func (a *adaptiveLimiter) advance(now time.Time) {
-	s := now.UnixNano() / int64(100*time.Millisecond)
+	s := now.UnixNano() / int64(slotWidth)
 	if s-a.slot >= int64(len(a.slots)) {
-		a.slots = [10]int{}
+		a.slots = [20]int{}
 		a.slot = s
 		return
 	}
 	for a.slot < s {
 		a.slot++
-		a.slots[a.slot%10] = 0
+		a.slots[a.slot%int64(len(a.slots))] = 0
 	}
 }
