@@ -108,6 +108,10 @@ func WithReference(field string) Option {
 // WithResolver. The fetched resource is returned in place of the 400, with
 // ErrorOf nil and ReplayOf true. If the fetch fails, the original 400 is
 // returned, annotated as CategoryTreatAsSuccess: never a silent success.
+//
+// The fetched resource comes with the fetch's status, 200, where a create
+// answers 201: a generated client decodes it only if its spec declares a 200
+// for the create (see examples/openapi).
 func WithResolveDuplicates() Option {
 	return optionFunc(func(cfg *config) { cfg.resolveDuplicates = true })
 }
