@@ -1,7 +1,6 @@
 package spotflowhttp_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/goleak"
+
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
 
 // TestMain fails the package if any test leaves a goroutine behind.
@@ -27,43 +28,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fakeClock is a Clock whose Sleep returns at once and moves time on.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	sleeps []time.Duration
-}
+// fakeClock is the simulator package's fake clock: Sleep returns at once and
+// moves time on.
+type fakeClock = spotflowtest.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sleeps = append(c.sleeps, d)
-	c.now = c.now.Add(d)
-	return nil
-}
-
-func (c *fakeClock) Sleeps() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.sleeps...)
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newFakeClock() *fakeClock { return spotflowtest.NewClock(time.Now()) }
 
 // roundTripperFunc is an in-memory RoundTripper.
 type roundTripperFunc func(*http.Request) (*http.Response, error)

@@ -1,10 +1,12 @@
 package spotflowtest_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
@@ -72,4 +74,13 @@ func ExampleFaults_schedule() {
 	// attempt 1 failed: no response
 	// attempt 2 201 replayed: true
 	// charges: 1
+}
+
+// A Clock makes waits instant and observable.
+func ExampleClock() {
+	c := spotflowtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	_ = c.Sleep(context.Background(), 30*time.Second)
+	c.Advance(time.Second)
+	fmt.Println(c.Now().Format(time.TimeOnly), c.Sleeps())
+	// Output: 00:00:31 [30s]
 }
