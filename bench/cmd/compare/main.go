@@ -1,0 +1,66 @@
+// Command compare prints the outage, rate-limit and chaos comparisons of
+// spotflowhttp with a bare transport, go-retryablehttp and failsafe-go as
+// Markdown tables. Every server it starts listens on 127.0.0.1 and every
+// loop it runs is bounded.
+//
+//	go run ./cmd/compare                  # outage only, a few seconds
+//	go run ./cmd/compare -limits -chaos   # everything, about two minutes
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp/bench"
+)
+
+func main() {
+	outage := flag.Bool("outage", true, "run the outage comparison")
+	limits := flag.Bool("limits", false, "run the rate-limit comparison (Duration per client)")
+	chaos := flag.Bool("chaos", false, "run the correctness comparison under injected faults")
+	n := flag.Int("n", 1000, "outage: sequential requests per client")
+	workers := flag.Int("workers", 16, "limits and chaos: concurrent workers")
+	duration := flag.Duration("duration", 20*time.Second, "limits: run time per client")
+	rate := flag.Float64("rate", 50, "limits: requests a second the server admits")
+	burst := flag.Int("burst", 50, "limits: the server's bucket size")
+	payments := flag.Int("payments", 2000, "chaos: payments per client")
+	seed := flag.Int64("seed", 1, "chaos: simulator seed")
+	only := flag.String("only", "", "run only clients whose name contains this")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	filter := func(name string) bool { return strings.Contains(name, *only) }
+
+	fmt.Printf("%s, GOMAXPROCS %d, %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	if *outage {
+		res, err := bench.Outage(ctx, *n)
+		check(err)
+		fmt.Printf("## Outage: %d sequential GETs to an always-503 server, zero wait between attempts\n\n%s\n", *n, bench.OutageTable(res))
+	}
+	if *limits {
+		res, err := bench.Limits(ctx, bench.LimitsConfig{Workers: *workers, Duration: *duration, Rate: *rate, Burst: *burst}, filter)
+		check(err)
+		fmt.Printf("## Limits: %d workers for %s per client, server admits %.0f req/s (burst %d), 429 + Retry-After\n\n%s\n",
+			*workers, *duration, *rate, *burst, bench.LimitsTable(res))
+	}
+	if *chaos {
+		res, err := bench.Chaos(ctx, bench.ChaosConfig{Payments: *payments, Workers: *workers, Seed: *seed}, filter)
+		check(err)
+		fmt.Printf("## Chaos: %d payments without reference, %d workers, seed %d, 5 %% each of 500 after commit, reset after commit, proxy error\n\n%s\n",
+			*payments, *workers, *seed, bench.ChaosTable(res))
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,20 @@
+module github.com/spotflow-go/spotflowhttp/bench
+
+go 1.25.0
+
+replace github.com/spotflow-go/spotflowhttp => ../
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/failsafe-go/failsafe-go v0.9.8
+	github.com/hashicorp/go-retryablehttp v0.7.8
+	github.com/spotflow-go/spotflowhttp v0.0.0-00010101000000-000000000000
+)
+
+require (
+	github.com/bits-and-blooms/bitset v1.24.4 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/influxdata/tdigest v0.0.1 // indirect
+	github.com/jarcoal/httpmock v1.4.2 // indirect
+	golang.org/x/time v0.15.0 // indirect
+)
