@@ -258,13 +258,31 @@ func headerKey(h http.Header, name string) string {
 	return ""
 }
 
-// withHeader returns a copy of h with name set to v; h is not changed.
+// withHeader returns a copy of h with name set to v; h is not changed. Like
+// Header.Clone it gives every key a slice of its own capacity, so appending
+// to one never writes into another or into h, but it makes one slice for all
+// values, v included.
 func withHeader(h http.Header, name, v string) http.Header {
-	h2 := h.Clone()
-	if h2 == nil {
-		h2 = make(http.Header, 1)
+	n := 1
+	for _, vv := range h {
+		n += len(vv)
 	}
-	h2[name] = []string{v}
+	sv := make([]string, n)
+	h2 := make(http.Header, len(h)+1)
+	for k, vv := range h {
+		if k == name {
+			continue
+		}
+		if vv == nil {
+			h2[k] = nil
+			continue
+		}
+		m := copy(sv, vv)
+		h2[k] = sv[:m:m]
+		sv = sv[m:]
+	}
+	sv[0] = v
+	h2[name] = sv[:1:1]
 	return h2
 }
 
@@ -302,46 +320,107 @@ func readBody(r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, maxReferenceBody+1))
-	if err != nil || len(b) > maxReferenceBody {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one read, no regrowth
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(body, maxReferenceBody+1)); err != nil || buf.Len() > maxReferenceBody {
 		return nil, false
 	}
-	return b, true
+	return buf.Bytes(), true
 }
 
-// topLevel walks the members of a JSON object, calling fn with each name and
-// raw value until fn returns false. It reports false if b is not a JSON
-// object.
-func topLevel(b []byte, fn func(name string, value json.RawMessage) bool) bool {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+// topLevel walks the members of a JSON object, calling fn with each raw
+// name (the bytes between its quotes) and raw value until fn returns false.
+// It reports false if b is not a JSON object. After json.Valid, a scan of
+// the bytes is enough: no decoder, no allocation.
+func topLevel(b []byte, fn func(name, value []byte) bool) bool {
+	if !json.Valid(b) {
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.Token() // {
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		switch b[i] {
+		case '}':
+			return true
+		case ',':
+			i = skipSpace(b, i+1)
 		}
-		var v json.RawMessage
-		if dec.Decode(&v) != nil {
-			return false
+		end := skipString(b, i)
+		name := b[i+1 : end-1]
+		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+		vend := skipValue(b, i)
+		if !fn(name, b[i:vend]) {
+			return true
 		}
-		if !fn(tok.(string), v) {
-			break
+		i = vend
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i].
+func skipString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
 		}
 	}
-	return true
+	return i + 1
+}
+
+// skipValue returns the index just past the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}
+
+// nameIs reports whether a raw member name, escapes and all, is field.
+func nameIs(raw []byte, field string) bool {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw) == field
+	}
+	var s string
+	return json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s) == nil && s == field
 }
 
 // addField returns b with "field":"value" added as the object's last member,
 // and false if b is not a JSON object or already has field.
 func addField(b []byte, field, value string) ([]byte, bool) {
 	members, present := 0, false
-	if !topLevel(b, func(name string, _ json.RawMessage) bool {
+	if !topLevel(b, func(name, _ []byte) bool {
 		members++
-		present = name == field
+		present = nameIs(name, field)
 		return !present
 	}) || present {
 		return nil, false
@@ -371,8 +450,8 @@ func bodyReference(req *http.Request, field string) string {
 		return ""
 	}
 	var ref string
-	topLevel(b, func(name string, v json.RawMessage) bool {
-		if name != field {
+	topLevel(b, func(name, v []byte) bool {
+		if !nameIs(name, field) {
 			return true
 		}
 		ref = jsonString(v)

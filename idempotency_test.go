@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -441,4 +442,38 @@ func TestUncertainFinalResponse(t *testing.T) {
 	if !e.Uncertain || e.IdempotencyKey == "" || e.Attempts != 4 || e.IdempotencyKey != s.seenKeys()[3] {
 		t.Fatalf("got %#v", e)
 	}
+}
+
+// Reference injection on any body: either the body is sent untouched, or it
+// is the same JSON object plus the reference, and it parses.
+func FuzzReferenceInjection(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, ` {"a":"x\"}","b":[1,{"c":"]"}]} `, `{"reference":"r"}`, `{"refer\u0065nce":"r"}`,
+		`[1]`, `"s"`, `{"a":}`, `{"a":1,}`, `{"\\":{"{":"}"}}`, `{"a":1e5,"b":true,"c":null}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := &recorder{}
+		req, _ := http.NewRequest("POST", "https://api.spotflow.co/api/v1/payments", strings.NewReader(body))
+		resp, err := spotflowhttp.NewTransport(rec, spotflowhttp.WithReference("reference")).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := rec.bodies[0]
+		if sent == body {
+			return
+		}
+		var before, after map[string]any
+		if err := json.Unmarshal([]byte(body), &before); err != nil {
+			t.Fatalf("changed a body that is not a JSON object: %q -> %q", body, sent)
+		}
+		if err := json.Unmarshal([]byte(sent), &after); err != nil {
+			t.Fatalf("sent invalid JSON %q for %q: %v", sent, body, err)
+		}
+		if _, had := before["reference"]; had {
+			t.Fatalf("changed a body that had a reference: %q -> %q", body, sent)
+		}
+		if after["reference"] != spotflowhttp.IdempotencyKeyOf(resp) || len(after) != len(before)+1 {
+			t.Fatalf("%q -> %q", body, sent)
+		}
+	})
 }
