@@ -1,22 +1,9 @@
 package httpmock_test
 
 import (
-	"net/http"
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/spotflow-go/spotflowhttp/examples/internal/leakcheck"
 )
 
-// TestMain fails the package if a test leaves a goroutine behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
