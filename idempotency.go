@@ -188,7 +188,7 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 			r = t.injectReference(c, r, key)
 		}
 	}
-	resp, err := t.next.RoundTrip(r)
+	resp, err := send(t.next, r)
 	if err != nil || !t.cfg.resolveDuplicates {
 		return resp, err
 	}
@@ -478,7 +478,7 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 		}
 	}
 	saved := *c
-	resp, err := t.next.RoundTrip(fetch)
+	resp, err := send(t.next, fetch)
 	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if c.resp != resp {
 			c.err = classifyResponse(t.cfg, resp)

@@ -164,7 +164,7 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if t.adaptive != nil {
 		sent = t.cfg.clock.Now()
 	}
-	resp, err := t.base.RoundTrip(req)
+	resp, err := send(t.base, req)
 	if err == nil {
 		t.observe(req.Context(), resp, sent)
 	}

@@ -81,7 +81,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, &h
 	}
 	c, r, owner := begin(req)
-	resp, err := t.next.RoundTrip(r)
+	resp, err := send(t.next, r)
 	if !owner {
 		return resp, err
 	}
@@ -293,7 +293,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 	r := req
 	for attempt := 1; ; attempt++ {
 		c.attempts++
-		resp, err := t.base.RoundTrip(r)
+		resp, err := send(t.base, r)
 		if prev != nil {
 			if err != nil && errors.As(err, new(*Error)) {
 				c.resp, c.err = prev, prevErr // refused below us: keep the answer we had
@@ -536,6 +536,25 @@ func (b *retryBudget) add(n int64) {
 			return
 		}
 	}
+}
+
+// errNoResponse stands for the answer of a RoundTripper that returned
+// neither a response nor an error, which its contract forbids.
+var errNoResponse = errors.New("spotflowhttp: the base RoundTripper returned neither a response nor an error")
+
+// send is next.RoundTrip(req) held to the RoundTripper contract: exactly one
+// of response and error. A response returned with an error is closed, as
+// http.Client would ignore it.
+func send(next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := next.RoundTrip(req)
+	switch {
+	case err != nil && resp != nil:
+		discard(resp)
+		return nil, err
+	case err == nil && resp == nil:
+		return nil, errNoResponse
+	}
+	return resp, err
 }
 
 func baseOrDefault(base http.RoundTripper) http.RoundTripper {

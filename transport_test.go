@@ -796,3 +796,25 @@ func TestUncertaintySticksToResponses(t *testing.T) {
 		t.Fatalf("got %v", e)
 	}
 }
+
+// A base that breaks the RoundTripper contract gets an error, not a panic.
+func TestBrokenBase(t *testing.T) {
+	body := newReadCloseCounter(strings.NewReader("x"))
+	for name, base := range map[string]roundTripperFunc{
+		"nil, nil": func(r *http.Request) (*http.Response, error) { return nil, nil },
+		"both": func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Body: body, Request: r}, errors.New("broken")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock())).RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+			var e *spotflowhttp.Error
+			if resp != nil || !errors.As(err, &e) || e.Uncertain != true {
+				t.Fatalf("got %v, %v", resp, err)
+			}
+		})
+	}
+	if body.closes.Load() == 0 {
+		t.Error("the response returned with an error was not closed")
+	}
+}
