@@ -25,6 +25,7 @@ type call struct {
 	replay    bool           // resp is an existing resource fetched for a duplicate
 	maybeSent bool           // an attempt that failed may have reached Spotflow
 	done      bool           // the outermost layer has returned
+	inHook    bool           // a callback of the user's is running
 }
 
 type callKey struct{}
@@ -54,8 +55,14 @@ func callOf(req *http.Request) *call {
 // starts one, and owner is true: the layer that calls begin first is the
 // outermost of this package's layers and must call finish. The returned
 // request is the one to send on.
+//
+// A request whose context merely derives from the call, made by a callback
+// (a key func, a response check, a resolver, a hook) while the call waits
+// for it, starts a call of its own. Layers used separately join one call, so
+// a transport placed between them must not send one request more than once
+// at a time (hedging); put such a transport below the stack instead.
 func begin(req *http.Request) (c *call, r *http.Request, owner bool) {
-	if c := callOf(req); c != nil && !c.done {
+	if c := callOf(req); c != nil && !c.done && !c.inHook {
 		return c, req, false
 	}
 	c = &call{Context: req.Context()}
@@ -72,4 +79,15 @@ func (c *call) own(req *http.Request) *http.Request {
 	r := req.WithContext(req.Context())
 	c.req = r
 	return r
+}
+
+// hook runs a callback of the user's on behalf of the call: requests it makes
+// with the call's context are calls of their own. c may be nil.
+func hook[T any](c *call, fn func() T) T {
+	if c == nil || c.inHook {
+		return fn()
+	}
+	c.inHook = true
+	defer func() { c.inHook = false }()
+	return fn()
 }

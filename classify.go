@@ -148,7 +148,8 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 		if check == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return nil
 		}
-		e := check(resp, peekBody(resp))
+		body := peekBody(resp)
+		e := hook(callOf(resp.Request), func() *Error { return check(resp, body) })
 		if e == nil {
 			return nil
 		}

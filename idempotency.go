@@ -167,7 +167,7 @@ func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, err
 }
 
 func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
-	key, inHeader, err := t.keyFor(req)
+	key, inHeader, err := t.keyFor(c, req)
 	if err != nil {
 		closeBody(req)
 		return nil, &Error{
@@ -195,17 +195,20 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 	if c.resp != resp {
 		c.resp, c.err = resp, classifyResponse(t.cfg, resp)
 	}
-	if c.err == nil || c.err.Category != CategoryTreatAsSuccess {
-		return resp, nil
+	if c.err == nil || c.err.Category != CategoryTreatAsSuccess || !readWhole(resp) {
+		return resp, nil // nothing to resolve, or a body too large to hold while fetching
 	}
 	return t.resolve(c, r, resp), nil
 }
 
 // keyFor picks the call's key: one already in a header wins, then the
 // context's, then WithKeyFunc's or a random one for the key methods.
-func (t *IdempotencyTransport) keyFor(req *http.Request) (key string, inHeader bool, err error) {
-	if k := headerKey(req.Header, t.cfg.keyHeader); k != "" {
-		return k, true, nil
+func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, inHeader bool, err error) {
+	if v := req.Header[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
+		return v[0], true, nil
+	}
+	if k := headerKey(req.Header, ""); k != "" {
+		return k, false, nil // the caller's, under a standard name: copied to ours
 	}
 	if k, _ := req.Context().Value(keyContextKey{}).(string); k != "" {
 		return k, false, nil
@@ -214,7 +217,12 @@ func (t *IdempotencyTransport) keyFor(req *http.Request) (key string, inHeader b
 		return "", false, nil
 	}
 	if t.cfg.keyFunc != nil {
-		k, err := t.cfg.keyFunc(req)
+		type result struct {
+			k   string
+			err error
+		}
+		res := hook(c, func() result { k, err := t.cfg.keyFunc(req); return result{k, err} })
+		k, err := res.k, res.err
 		if err != nil || k != "" {
 			return k, false, err
 		}
@@ -316,7 +324,7 @@ func readBody(r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	body, err := r.GetBody()
-	if err != nil {
+	if err != nil || body == nil {
 		return nil, false
 	}
 	defer body.Close()
@@ -405,13 +413,18 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// nameIs reports whether a raw member name, escapes and all, is field.
+// nameIs reports whether a raw member name, escapes and all, is field in any
+// case, as Go's encoding/json matches names.
 func nameIs(raw []byte, field string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw) == field
+	name := raw
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s) != nil {
+			return false
+		}
+		name = []byte(s)
 	}
-	var s string
-	return json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s) == nil && s == field
+	return bytes.EqualFold(name, []byte(field))
 }
 
 // addField returns b with "field":"value" added as the object's last member,
@@ -450,13 +463,17 @@ func bodyReference(req *http.Request, field string) string {
 		return ""
 	}
 	var ref string
+	seen := 0
 	topLevel(b, func(name, v []byte) bool {
-		if !nameIs(name, field) {
-			return true
+		if nameIs(name, field) {
+			seen++
+			ref = jsonString(v)
 		}
-		ref = jsonString(v)
-		return false
+		return true
 	})
+	if seen != 1 {
+		return "" // none, or several that parsers resolve differently
+	}
 	return ref
 }
 
@@ -467,7 +484,12 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 	if resolver == nil {
 		resolver = t.spotflowResolver
 	}
-	fetch, err := resolver(create)
+	type result struct {
+		req *http.Request
+		err error
+	}
+	res := hook(c, func() result { r, err := resolver(create); return result{r, err} })
+	fetch, err := res.req, res.err
 	if err != nil || fetch == nil {
 		return dup
 	}

@@ -216,8 +216,10 @@ func (t *RateLimitTransport) admit(req *http.Request) error {
 // keyBucket picks the preset bucket for the key in req's Authorization
 // header. The key itself is not kept.
 func (t *RateLimitTransport) keyBucket(req *http.Request) *rate.Limiter {
-	auth := req.Header.Get("Authorization")
-	auth = strings.TrimSpace(strings.TrimPrefix(auth, "Bearer "))
+	auth := strings.TrimSpace(req.Header.Get("Authorization"))
+	if len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
+		auth = strings.TrimSpace(auth[7:])
+	}
 	switch {
 	case strings.HasPrefix(auth, "sk_test_"):
 		return t.test
@@ -269,15 +271,14 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d time.Dur
 func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, sent time.Time) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok && d > 0 {
+		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
 			t.coolDown(ctx, now.Add(d))
 		}
 		if t.adaptive != nil {
-			t.adaptive.throttled(now, sent)
+			t.adaptive.throttled(now, sent, d)
 		}
-		return
-	}
-	if t.adaptive != nil {
+	} else if t.adaptive != nil {
 		t.adaptive.admitted(t.cfg.clock.Now(), sent)
 	}
 	// Canonical keys: no allocation on the hot path.
@@ -285,12 +286,17 @@ func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, s
 		if reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64); err == nil {
 			now := t.cfg.clock.Now()
 			until := time.Unix(reset, 0)
-			if until.After(now) && until.Sub(now) <= time.Hour {
+			if until.After(now) && until.Sub(now) <= maxCoolDown {
 				t.coolDown(ctx, until)
 			}
 		}
 	}
 }
+
+// maxCoolDown bounds the pauses the server can impose on the whole
+// transport: a Retry-After or X-RateLimit-Reset further away than this is
+// taken for a mistake and ignored (the response still goes back with it).
+const maxCoolDown = time.Hour
 
 // coolDown makes sure nothing is sent before until; it never shortens a
 // cool-down already set.
@@ -313,9 +319,10 @@ func (t *RateLimitTransport) coolDown(ctx context.Context, until time.Time) {
 // not throttled, attributed to the time they were sent, so that answers
 // still on their way when the 429 arrives count too (they correct the
 // estimate as they come, until the next second). It paces at 95 % of that,
-// and raises the rate as base×(1+k·t²), t the seconds since. A later 429 (at
-// most one a second acts: the others are the same congestion) cuts the rate
-// by at most 30 %, since the estimate may be low for reasons of our own.
+// never below one request per Retry-After, and raises the rate as
+// base×(1+k·t²), t the seconds since. A later 429 (at most one a second
+// acts: the others are the same congestion) cuts the rate by at most 30 %,
+// since the estimate may be low for reasons of our own.
 type adaptiveLimiter struct {
 	lim     *rate.Limiter
 	ceiling rate.Limit
@@ -323,7 +330,8 @@ type adaptiveLimiter struct {
 	mu       sync.Mutex
 	throttle time.Time  // send time of the last 429 acted on; zero before the first
 	at       time.Time  // when that 429 arrived
-	cap      rate.Limit // upper bound of the rate that 429 allows (the pace before it)
+	cap      rate.Limit // upper bound of the rate that 429 allows (95 % of the pace before it)
+	floor    rate.Limit // lower bound: a cut of at most 30 %, one request per Retry-After
 	base     rate.Limit // rate set at that 429, corrected by late answers
 	raised   time.Time  // last time the rate was raised
 	slots    [20]int    // admissions by send time, 100 ms slots over the last 2 s
@@ -374,8 +382,9 @@ func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	a.lim.SetLimitAt(now, r)
 }
 
-// throttled cuts the rate after a 429 to a request sent at sent.
-func (a *adaptiveLimiter) throttled(now, sent time.Time) {
+// throttled cuts the rate after a 429 to a request sent at sent, which
+// asked to wait retryAfter (0 if it did not say).
+func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.at.IsZero() && now.Sub(a.at) < time.Second {
@@ -383,32 +392,35 @@ func (a *adaptiveLimiter) throttled(now, sent time.Time) {
 	}
 	a.advance(now)
 	cur := a.lim.Limit()
-	a.throttle, a.at, a.raised, a.cap = sent, now, now, cur
+	a.throttle, a.at, a.raised, a.cap = sent, now, now, cur*adaptiveBackoff
+	// One request per Retry-After always fits what the server asked: a
+	// sparse sample (little traffic) must not cut the pace below that.
+	a.floor = adaptiveFloor
+	if retryAfter > 0 {
+		a.floor = max(a.floor, rate.Limit(1/retryAfter.Seconds()))
+	}
 	if cur != rate.Inf {
-		a.cap = cur * adaptiveBackoff
+		a.floor = max(a.floor, cur*adaptiveMaxCut)
 	}
 	a.base = a.estimate()
-	if cur != rate.Inf {
-		a.base = max(a.base, cur*adaptiveMaxCut*adaptiveBackoff)
-	}
 	a.lim.SetLimitAt(now, a.base)
 }
 
 // estimate is 95 % of the admissions sent in the second before the
-// throttled request, within the bounds of the current 429.
+// throttled request, within the bounds set at that 429.
 func (a *adaptiveLimiter) estimate() rate.Limit {
-	from := a.throttle.Add(-time.Second).UnixNano() / int64(slotWidth)
+	// The ten slots that end with the throttled request's.
 	to := a.throttle.UnixNano() / int64(slotWidth)
+	from := to - int64(time.Second/slotWidth) + 1
 	n := 0
 	for i := max(from, a.slot-int64(len(a.slots))+1); i <= to && i <= a.slot; i++ {
 		n += a.slots[i%int64(len(a.slots))]
 	}
-	r := rate.Limit(n) * adaptiveBackoff
-	r = min(r, a.cap)
+	r := min(rate.Limit(n)*adaptiveBackoff, a.cap)
 	if a.ceiling > 0 {
 		r = min(r, a.ceiling)
 	}
-	return max(r, adaptiveFloor)
+	return max(r, min(a.floor, a.cap))
 }
 
 // advance moves the ring of slots to now, clearing slots that passed.

@@ -156,7 +156,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 				"status", e.StatusCode, "code", e.Code, "key", e.IdempotencyKey)
 		}
 		if cfg.onEscalate != nil {
-			cfg.onEscalate(e)
+			hook(c, func() any { cfg.onEscalate(e); return nil })
 		}
 	}
 	if cfg.returnErrors && e.Category != CategoryTreatAsSuccess {
@@ -296,6 +296,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		resp, err := send(t.base, r)
 		if prev != nil {
 			if err != nil && errors.As(err, new(*Error)) {
+				t.budget.refund(1)            // the retry never left
 				c.resp, c.err = prev, prevErr // refused below us: keep the answer we had
 				return prev, nil
 			}
@@ -352,14 +353,21 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		next := req.WithContext(ctx)
 		if hasBody {
 			body, gerr := req.GetBody()
-			if gerr != nil {
+			if gerr != nil || body == nil {
 				t.budget.refund(1)
 				return resp, err
 			}
 			next.Body = body
 		}
 		t.retrying(c, req, attempt, wait, e)
+		if resp != nil && !readWhole(resp) {
+			// Its connection is still in use: let it go before waiting, or
+			// the next attempt may wait for it (MaxConnsPerHost).
+			discard(resp)
+			resp = nil
+		}
 		if serr := t.cfg.clock.Sleep(ctx, wait); serr != nil {
+			t.budget.refund(1)
 			closeBody(next)
 			if resp != nil {
 				discard(resp)
@@ -406,7 +414,8 @@ func (t *RetryTransport) fitsDeadline(ctx context.Context, d time.Duration) bool
 
 func (t *RetryTransport) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
 	if t.cfg.onRetry != nil {
-		t.cfg.onRetry(RetryEvent{Attempt: attempt, Wait: wait, StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key})
+		ev := RetryEvent{Attempt: attempt, Wait: wait, StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
+		hook(c, func() any { t.cfg.onRetry(ev); return nil })
 	}
 	if l := t.cfg.logger; l != nil && l.Enabled(req.Context(), slog.LevelDebug) {
 		l.Debug("spotflow: retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt,
@@ -570,6 +579,13 @@ func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// readWhole reports whether resp's body was read to its end and closed by
+// classification, so that holding resp holds no connection.
+func readWhole(resp *http.Response) bool {
+	_, ok := resp.Body.(*bytesBody)
+	return ok || resp.Body == nil || resp.Body == http.NoBody
 }
 
 // maxDrain bounds what is read from a discarded response so that its
