@@ -17,11 +17,21 @@ func TestRegressionOddInputs(t *testing.T) {
 		get  func() (io.ReadCloser, error)
 		cl   int64
 	}{
-		{"nil header 429", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 429, Body: http.NoBody, Request: r} }, nil, 2},
-		{"nil body 503", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Header: http.Header{}, Request: r} }, nil, 2},
-		{"status 0", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 0, Body: http.NoBody, Request: r} }, nil, 2},
-		{"neg CL", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r} }, nil, -5},
-		{"GetBody error", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r} }, func() (io.ReadCloser, error) { return nil, errors.New("x") }, 2},
+		{"nil header 429", func(r *http.Request) *http.Response {
+			return &http.Response{StatusCode: 429, Body: http.NoBody, Request: r}
+		}, nil, 2},
+		{"nil body 503", func(r *http.Request) *http.Response {
+			return &http.Response{StatusCode: 503, Header: http.Header{}, Request: r}
+		}, nil, 2},
+		{"status 0", func(r *http.Request) *http.Response {
+			return &http.Response{StatusCode: 0, Body: http.NoBody, Request: r}
+		}, nil, 2},
+		{"neg CL", func(r *http.Request) *http.Response {
+			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}
+		}, nil, -5},
+		{"GetBody error", func(r *http.Request) *http.Response {
+			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}
+		}, func() (io.ReadCloser, error) { return nil, errors.New("x") }, 2},
 		{"nil request on resp", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Body: http.NoBody} }, nil, 2},
 		{"huge retry-after date", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"Fri, 31 Dec 9999 23:59:59 GMT"}}, Body: http.NoBody, Request: r}
