@@ -174,15 +174,23 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 // admit waits until req may be sent.
 func (t *RateLimitTransport) admit(req *http.Request) error {
 	ctx := req.Context()
-	if u := t.until.Load(); u != 0 {
-		now := t.cfg.clock.Now()
-		if d := time.Duration(u - now.UnixNano()); d > 0 {
-			if err := t.wait(ctx, now, d); err != nil {
-				return err
-			}
-		} else {
-			t.until.CompareAndSwap(u, 0) // over: back to the fast path
+	// A 429 to another request may extend the cool-down while this one
+	// waits: look again after each wait. The cap bounds the whole wait.
+	for waited := time.Duration(0); ; {
+		u := t.until.Load()
+		if u == 0 {
+			break
 		}
+		now := t.cfg.clock.Now()
+		d := time.Duration(u - now.UnixNano())
+		if d <= 0 {
+			t.until.CompareAndSwap(u, 0) // over: back to the fast path
+			break
+		}
+		if err := t.wait(ctx, now, d, waited); err != nil {
+			return err
+		}
+		waited += d
 	}
 	if t.bucket != nil {
 		if err := t.reserve(ctx, t.bucket); err != nil {
@@ -240,20 +248,21 @@ func (t *RateLimitTransport) reserve(ctx context.Context, lim *rate.Limiter) err
 	if !r.OK() {
 		return &Error{Category: CategoryRetry, Err: errBurstZero, kind: ErrRateLimit, local: true}
 	}
-	if err := t.wait(ctx, now, r.DelayFrom(now)); err != nil {
+	if err := t.wait(ctx, now, r.DelayFrom(now), 0); err != nil {
 		r.CancelAt(t.cfg.clock.Now())
 		return err
 	}
 	return nil
 }
 
-// wait holds a request back for d, or fails at once if d is over the cap or
-// past the deadline.
-func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d time.Duration) error {
+// wait holds a request that has already waited for waited back for d more,
+// or fails at once if the whole wait would be over the cap or d past the
+// deadline.
+func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited time.Duration) error {
 	refuse := func(err error) error {
 		return &Error{Category: CategoryRetry, RetryAfter: d, Err: err, kind: ErrRateLimit, local: true}
 	}
-	if d > t.cfg.maxRetryAfter {
+	if waited+d > t.cfg.maxRetryAfter {
 		return refuse(nil)
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {

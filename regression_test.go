@@ -2,11 +2,15 @@ package spotflowhttp_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,5 +216,72 @@ func TestRegressionAdaptiveCollapse(t *testing.T) {
 		if s > 5*time.Second {
 			t.Fatalf("one 429 at 0.5 req/s made a request wait %v", s)
 		}
+	}
+}
+
+// Found in review: a connection error on attempt 1 followed by the limiter
+// refusing the retry (its wait would pass the deadline) came back as a bare
+// rate-limit refusal; the caller should learn of the connection error.
+func TestRegressionRefusedRetryKeepsConnectionError(t *testing.T) {
+	clock := newFakeClock()
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimit(0.1, 1))
+	ctx, cancel := context.WithDeadline(context.Background(), clock.Now().Add(5*time.Second))
+	defer cancel()
+	_, err := roundTrip(t, tr, ctx, "")
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) || !errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, spotflowhttp.ErrRateLimit) || !e.Uncertain || e.Attempts != 1 {
+		t.Fatalf("err = %v (%#v)", err, e)
+	}
+}
+
+// sleepHook is a fake clock that runs a function on the first Sleep, to
+// make things happen while a request waits.
+type sleepHook struct {
+	*fakeClock
+	ran    atomic.Bool
+	during func()
+}
+
+func (c *sleepHook) Sleep(ctx context.Context, d time.Duration) error {
+	err := c.fakeClock.Sleep(ctx, d)
+	if c.during != nil && c.ran.CompareAndSwap(false, true) {
+		c.during()
+	}
+	return err
+}
+
+// Found in review: a cool-down extended by another 429 while a request
+// waited out the first one was not looked at again.
+func TestRegressionCoolDownExtendedWhileWaiting(t *testing.T) {
+	clock := &sleepHook{fakeClock: newFakeClock()}
+	var extendedUntil time.Time
+	base := &timedBase{clock: clock.fakeClock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		switch n {
+		case 1:
+			return 429, headers("Retry-After", "5")
+		case 2:
+			extendedUntil = now.Add(20 * time.Second)
+			return 429, headers("Retry-After", "20")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	roundTrip(t, tr, context.Background(), "") // 429: cool-down of 5 s
+	// While the next request waits, another one, through the same
+	// transport, gets a 429 with Retry-After 20.
+	clock.during = func() {
+		clock.fakeClock.Advance(-5 * time.Second) // as if it happened when the wait began
+		roundTrip(t, tr, context.Background(), "")
+	}
+	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	arr := base.Arrivals()
+	if last := arr[len(arr)-1]; last.Before(extendedUntil) {
+		t.Errorf("sent %v before the extended cool-down ended", extendedUntil.Sub(last))
 	}
 }

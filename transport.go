@@ -290,19 +290,27 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 	// if the layers below refuse to send it, the caller still gets it.
 	var prev *http.Response
 	var prevErr *Error
+	var prevConn error // the last attempt's connection error, likewise
 	r := req
 	for attempt := 1; ; attempt++ {
 		c.attempts++
 		resp, err := send(t.base, r)
-		if prev != nil {
-			if err != nil && errors.As(err, new(*Error)) {
-				t.budget.refund(1)            // the retry never left
-				c.resp, c.err = prev, prevErr // refused below us: keep the answer we had
+		if attempt > 1 && err != nil && errors.As(err, new(*Error)) {
+			// Refused below us: the retry never left. Keep the answer we had.
+			t.budget.refund(1)
+			if prev != nil {
+				c.resp, c.err = prev, prevErr
 				return prev, nil
 			}
+			if prevConn != nil {
+				return nil, prevConn
+			}
+		}
+		if prev != nil {
 			discard(prev)
 			prev = nil
 		}
+		prevConn = nil
 		var e *Error // the failed attempt, nil for a success
 		sent := true
 		if err == nil {
@@ -377,6 +385,9 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			return nil, &w
 		}
 		prev, prevErr = resp, e
+		if resp == nil {
+			prevConn = err
+		}
 		r = next
 	}
 }
