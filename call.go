@@ -83,11 +83,12 @@ func (c *call) own(req *http.Request) *http.Request {
 
 // hook runs a callback of the user's on behalf of the call: requests it makes
 // with the call's context are calls of their own. c may be nil.
-func hook[T any](c *call, fn func() T) T {
+func (c *call) hook(fn func()) {
 	if c == nil || c.inHook {
-		return fn()
+		fn()
+		return
 	}
 	c.inHook = true
 	defer func() { c.inHook = false }()
-	return fn()
+	fn()
 }

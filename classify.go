@@ -149,7 +149,8 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 			return nil
 		}
 		body := peekBody(resp)
-		e := hook(callOf(resp.Request), func() *Error { return check(resp, body) })
+		var e *Error
+		callOf(resp.Request).hook(func() { e = check(resp, body) })
 		if e == nil {
 			return nil
 		}

@@ -217,12 +217,9 @@ func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, i
 		return "", false, nil
 	}
 	if t.cfg.keyFunc != nil {
-		type result struct {
-			k   string
-			err error
-		}
-		res := hook(c, func() result { k, err := t.cfg.keyFunc(req); return result{k, err} })
-		k, err := res.k, res.err
+		var k string
+		var err error
+		c.hook(func() { k, err = t.cfg.keyFunc(req) })
 		if err != nil || k != "" {
 			return k, false, err
 		}
@@ -484,12 +481,9 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 	if resolver == nil {
 		resolver = t.spotflowResolver
 	}
-	type result struct {
-		req *http.Request
-		err error
-	}
-	res := hook(c, func() result { r, err := resolver(create); return result{r, err} })
-	fetch, err := res.req, res.err
+	var fetch *http.Request
+	var err error
+	c.hook(func() { fetch, err = resolver(create) })
 	if err != nil || fetch == nil {
 		return dup
 	}

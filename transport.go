@@ -156,7 +156,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 				"status", e.StatusCode, "code", e.Code, "key", e.IdempotencyKey)
 		}
 		if cfg.onEscalate != nil {
-			hook(c, func() any { cfg.onEscalate(e); return nil })
+			c.hook(func() { cfg.onEscalate(e) })
 		}
 	}
 	if cfg.returnErrors && e.Category != CategoryTreatAsSuccess {
@@ -426,7 +426,7 @@ func (t *RetryTransport) fitsDeadline(ctx context.Context, d time.Duration) bool
 func (t *RetryTransport) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
 	if t.cfg.onRetry != nil {
 		ev := RetryEvent{Attempt: attempt, Wait: wait, StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
-		hook(c, func() any { t.cfg.onRetry(ev); return nil })
+		c.hook(func() { t.cfg.onRetry(ev) })
 	}
 	if l := t.cfg.logger; l != nil && l.Enabled(req.Context(), slog.LevelDebug) {
 		l.Debug("spotflow: retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt,
@@ -497,9 +497,9 @@ func connErrorInfo(err error) (sent, transient bool) {
 	return true, false // unknown: assume the worst, do not repeat
 }
 
-// retryBudget is a token bucket of retries, in tenths... kept in fifths of a
-// retry so that a first-attempt success can earn a fraction back without
-// floating point.
+// retryBudget is a token bucket of retries, counted in fifths of a retry so
+// that a first-attempt success can earn a fraction back without floating
+// point.
 type retryBudget struct {
 	tokens atomic.Int64
 	max    int64
