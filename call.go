@@ -2,6 +2,8 @@ package spotflowhttp
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 )
 
@@ -91,4 +93,58 @@ func (c *call) hook(fn func()) {
 	c.inHook = true
 	defer func() { c.inHook = false }()
 	fn()
+}
+
+// errNoResponse stands for the answer of a RoundTripper that returned
+// neither a response nor an error, which its contract forbids.
+var errNoResponse = errors.New("spotflowhttp: the base RoundTripper returned neither a response nor an error")
+
+// send is next.RoundTrip(req) held to the RoundTripper contract: exactly one
+// of response and error. A response returned with an error is closed, as
+// http.Client would ignore it.
+func send(next http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := next.RoundTrip(req)
+	switch {
+	case err != nil && resp != nil:
+		discard(resp)
+		return nil, err
+	case err == nil && resp == nil:
+		return nil, errNoResponse
+	}
+	return resp, err
+}
+
+func baseOrDefault(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		return http.DefaultTransport
+	}
+	return base
+}
+
+// closeBody closes the body of a request that will not be passed on, as the
+// RoundTripper contract requires.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// readWhole reports whether resp's body was read to its end and closed by
+// classification, so that holding resp holds no connection.
+func readWhole(resp *http.Response) bool {
+	_, ok := resp.Body.(*bytesBody)
+	return ok || resp.Body == nil || resp.Body == http.NoBody
+}
+
+// maxDrain bounds what is read from a discarded response so that its
+// connection can be reused; a longer body costs a connection instead.
+const maxDrain = 4 << 10
+
+// discard drains (bounded) and closes a response that is not returned.
+func discard(resp *http.Response) {
+	if resp == nil || resp.Body == nil {
+		return
+	}
+	io.CopyN(io.Discard, resp.Body, maxDrain)
+	resp.Body.Close()
 }

@@ -95,7 +95,7 @@ type Error struct {
 	Attempts int
 	// IdempotencyKey is the key the call carried, "" if none. Use it to
 	// resolve an uncertain outcome (verify endpoint, webhook, or the same
-	// call again with WithIdempotencyKey).
+	// call again with ContextWithIdempotencyKey).
 	IdempotencyKey string
 	// Uncertain reports that the request may have taken effect although no
 	// success was seen: a connection error after the request may have been

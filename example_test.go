@@ -150,13 +150,13 @@ func ExampleWithErrors() {
 // A key of your own, derived from something that survives a restart, makes
 // a later repeat of the call safe: Spotflow answers it with the original
 // result instead of charging again.
-func ExampleWithIdempotencyKey() {
+func ExampleContextWithIdempotencyKey() {
 	sim := spotflowtest.NewServer()
 	defer sim.Close()
 	client := &http.Client{Transport: spotflowhttp.NewTransport(nil)}
 
 	pay := func() *http.Response {
-		ctx := spotflowhttp.WithIdempotencyKey(context.Background(), "order-1001")
+		ctx := spotflowhttp.ContextWithIdempotencyKey(context.Background(), "order-1001")
 		req, _ := http.NewRequestWithContext(ctx, "POST", sim.BaseURL()+"/payments",
 			strings.NewReader(`{"amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`))
 		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())

@@ -66,11 +66,11 @@ func WithIdempotencyHeader(name string) Option {
 
 type keyContextKey struct{}
 
-// WithIdempotencyKey returns a context that makes the call made with it use
+// ContextWithIdempotencyKey returns a context that makes the call made with it use
 // key, for any method. Derive key from something that survives a restart,
 // such as an order id, so that the call can be repeated later, from another
 // process, with the same effect at most once.
-func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+func ContextWithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, keyContextKey{}, key)
 }
 

@@ -44,7 +44,7 @@ func (rec *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
 var hexKey = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func TestKeyChoice(t *testing.T) {
-	ctxKey := spotflowhttp.WithIdempotencyKey(context.Background(), "order-42")
+	ctxKey := spotflowhttp.ContextWithIdempotencyKey(context.Background(), "order-42")
 	tests := []struct {
 		name   string
 		method string

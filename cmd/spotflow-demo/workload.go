@@ -416,7 +416,7 @@ func protectedAbout(cfg config) string {
 		opts += fmt.Sprintf(", WithRateLimit(%g, %d)", r, burst)
 	}
 	return "http.Client{Transport: spotflowhttp.NewTransport(base, " + opts + ")};\n" +
-		"                  key per payment: its order id (WithIdempotencyKey); uncertain calls are sent again with their key at the end"
+		"                  key per payment: its order id (ContextWithIdempotencyKey); uncertain calls are sent again with their key at the end"
 }
 
 func (s *protected) send(ctx context.Context, p payment) outcome {
@@ -435,7 +435,7 @@ func (s *protected) resolve(ctx context.Context, p payment, o outcome) outcome {
 
 func (s *protected) sendKey(ctx context.Context, p payment, key string) outcome {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(spotflowhttp.WithIdempotencyKey(ctx, key), s.api.Cfg.Timeout)
+	ctx, cancel := context.WithTimeout(spotflowhttp.ContextWithIdempotencyKey(ctx, key), s.api.Cfg.Timeout)
 	defer cancel()
 	o := outcome{key: key}
 	resp, err := s.client.Do(s.api.newRequest(ctx, p))
