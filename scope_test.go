@@ -122,7 +122,7 @@ func mustPass(t *testing.T, tr http.RoundTripper, clock *fakeClock, r *routes, m
 
 // pauses are answers that teach the stack to hold a scope back.
 var pauses = []struct {
-	name string
+	name  string
 	teach func(int) *http.Response
 }{
 	{"429 Retry-After 30", always(429, `{"code":"rate_limit_exceeded"}`, "Retry-After", "30")},
