@@ -153,7 +153,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 		}
 		c.attempts++
-		c.delivered = 0
+		c.delivered.Store(0)
 		resp, err := send(t.base, r)
 		if c.resent() {
 			c.maybeSent = true
