@@ -502,9 +502,14 @@ func TestResolveDuplicatesAmbiguousReference(t *testing.T) {
 	r := post(resolving, `{"reference":"A","amount":222,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"B"}`)
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	t.Logf("status %d replay=%v body=%s", r.StatusCode, spotflowhttp.ReplayOf(r), body)
-	if spotflowhttp.ReplayOf(r) && strings.Contains(string(body), `"reference":"A"`) {
-		t.Fatal("the server rejected reference B as a duplicate, but the call was resolved to payment A")
+	// The server took the last "reference", B, which exists: the duplicate
+	// comes back unresolved rather than resolved to payment A.
+	if e := spotflowhttp.ErrorOf(r); r.StatusCode != 400 || spotflowhttp.ReplayOf(r) || e == nil || e.Code != "duplicate_reference" ||
+		strings.Contains(string(body), `"reference":"A"`) {
+		t.Fatalf("status %d, replay %v, ErrorOf %v, body %s; want the duplicate_reference 400, not resolved", r.StatusCode, spotflowhttp.ReplayOf(r), e, body)
+	}
+	if n := len(sim.Payments()); n != 2 {
+		t.Errorf("%d payments, want 2", n)
 	}
 }
 
@@ -555,25 +560,58 @@ func TestCallerKeyCopiedToCustomHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("attempts %d, X-Spotflow-Key sent: %q, key of call %q", n, got, spotflowhttp.IdempotencyKeyOf(resp))
-	if n > 1 && got[0] == "" {
-		t.Fatal("POST retried after a 503 without the key in the configured header")
+	resp.Body.Close()
+	if n != 2 || len(got) != 2 || got[0] != "order-1" || got[1] != "order-1" || spotflowhttp.IdempotencyKeyOf(resp) != "order-1" || resp.StatusCode != 200 {
+		t.Fatalf("status %d after %d attempts, X-Spotflow-Key sent %q, key of the call %q; want 200 after 2 attempts, both with order-1",
+			resp.StatusCode, n, got, spotflowhttp.IdempotencyKeyOf(resp))
 	}
 }
 
-// A GetBody that returns (nil, nil) is a broken body source, not a panic.
+// A GetBody that returns (nil, nil) is a body source that cannot be read
+// again: the request goes out once as the caller made it (no reference
+// injected), and a failed attempt is not retried, since there is no body to
+// send again.
 func TestGetBodyNilNil(t *testing.T) {
-	base, _ := statusBase(200)
-	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"))
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", "https://api.spotflow.co/x", strings.NewReader(`{}`))
-	req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
-	defer func() {
-		if p := recover(); p != nil {
-			t.Fatalf("panic: %v", p)
-		}
-	}()
-	resp, err := tr.RoundTrip(req)
-	if err == nil {
-		resp.Body.Close()
+	for _, tt := range []struct {
+		name     string
+		statuses []int
+	}{
+		{"success", []int{200}},
+		{"failure that would be retried", []int{503, 200}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var bodies []string
+			statuses := tt.statuses
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				var b []byte
+				if r.Body != nil {
+					b, _ = io.ReadAll(r.Body)
+					r.Body.Close()
+				}
+				bodies = append(bodies, string(b))
+				st := statuses[0]
+				statuses = statuses[1:]
+				return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"), spotflowhttp.WithClock(newFakeClock()))
+			body := newReadCloseCounter(strings.NewReader(`{"amount":1}`))
+			req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", body)
+			req.ContentLength = int64(len(`{"amount":1}`))
+			req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.statuses[0] || len(bodies) != 1 || bodies[0] != `{"amount":1}` {
+				t.Fatalf("status %d after sending %q; want %d after sending the caller's body once", resp.StatusCode, bodies, tt.statuses[0])
+			}
+			if e := spotflowhttp.ErrorOf(resp); e != nil && e.Attempts != 1 {
+				t.Errorf("ErrorOf = %v, want 1 attempt", e)
+			}
+			if body.closes.Load() != 1 {
+				t.Errorf("caller's body closed %d times, want 1", body.closes.Load())
+			}
+		})
 	}
 }
