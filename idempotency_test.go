@@ -477,3 +477,141 @@ func FuzzReferenceInjection(f *testing.F) {
 		}
 	})
 }
+
+// With duplicate "reference" members, parsers disagree on which one counts,
+// so the body has no reference for the client: a duplicate is not resolved
+// to another payment.
+func TestResolveDuplicatesAmbiguousReference(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	post := func(tr http.RoundTripper, body string) *http.Response {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	plain := spotflowhttp.NewTransport(nil)
+	a := post(plain, `{"reference":"A","amount":111,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	a.Body.Close()
+	b := post(plain, `{"reference":"B","amount":222,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	b.Body.Close()
+	resolving := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())
+	r := post(resolving, `{"reference":"A","amount":222,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"B"}`)
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	// The server took the last "reference", B, which exists: the duplicate
+	// comes back unresolved rather than resolved to payment A.
+	if e := spotflowhttp.ErrorOf(r); r.StatusCode != 400 || spotflowhttp.ReplayOf(r) || e == nil || e.Code != "duplicate_reference" ||
+		strings.Contains(string(body), `"reference":"A"`) {
+		t.Fatalf("status %d, replay %v, ErrorOf %v, body %s; want the duplicate_reference 400, not resolved", r.StatusCode, spotflowhttp.ReplayOf(r), e, body)
+	}
+	if n := len(sim.Payments()); n != 2 {
+		t.Errorf("%d payments, want 2", n)
+	}
+}
+
+// A server decoding with Go's encoding/json matches names
+// case-insensitively, so a caller's "Reference" is a reference: WithReference
+// does not add another.
+func TestReferenceNameCaseInsensitive(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithReference("reference"))
+	req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments",
+		strings.NewReader(`{"Reference":"ord-9","amount":100,"currency":"NGN","customer":{"email":"a@b.c"}}`))
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ps := sim.Payments()
+	if len(ps) != 1 || ps[0].Reference != "ord-9" {
+		t.Fatalf("payment stored with reference %q, caller sent Reference ord-9", ps[0].Reference)
+	}
+}
+
+// With a custom key header, a caller's Idempotency-Key is copied into the
+// configured header, which the server reads, before the POST is retried.
+func TestCallerKeyCopiedToCustomHeader(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		mu.Lock()
+		n++
+		got = append(got, r.Header.Get("X-Spotflow-Key"))
+		st := 200
+		if n == 1 {
+			st = 503
+		}
+		mu.Unlock()
+		return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithIdempotencyHeader("X-Spotflow-Key"), spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest("POST", "https://api.spotflow.co/api/v1/payments", strings.NewReader(`{"amount":1}`))
+	req.Header.Set("Idempotency-Key", "order-1")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n != 2 || len(got) != 2 || got[0] != "order-1" || got[1] != "order-1" || spotflowhttp.IdempotencyKeyOf(resp) != "order-1" || resp.StatusCode != 200 {
+		t.Fatalf("status %d after %d attempts, X-Spotflow-Key sent %q, key of the call %q; want 200 after 2 attempts, both with order-1",
+			resp.StatusCode, n, got, spotflowhttp.IdempotencyKeyOf(resp))
+	}
+}
+
+// A GetBody that returns (nil, nil) is a body source that cannot be read
+// again: the request goes out once as the caller made it (no reference
+// injected), and a failed attempt is not retried, since there is no body to
+// send again.
+func TestGetBodyNilNil(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		statuses []int
+	}{
+		{"success", []int{200}},
+		{"failure that would be retried", []int{503, 200}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var bodies []string
+			statuses := tt.statuses
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				var b []byte
+				if r.Body != nil {
+					b, _ = io.ReadAll(r.Body)
+					r.Body.Close()
+				}
+				bodies = append(bodies, string(b))
+				st := statuses[0]
+				statuses = statuses[1:]
+				return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"), spotflowhttp.WithClock(newFakeClock()))
+			body := newReadCloseCounter(strings.NewReader(`{"amount":1}`))
+			req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", body)
+			req.ContentLength = int64(len(`{"amount":1}`))
+			req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.statuses[0] || len(bodies) != 1 || bodies[0] != `{"amount":1}` {
+				t.Fatalf("status %d after sending %q; want %d after sending the caller's body once", resp.StatusCode, bodies, tt.statuses[0])
+			}
+			if e := spotflowhttp.ErrorOf(resp); e != nil && e.Attempts != 1 {
+				t.Errorf("ErrorOf = %v, want 1 attempt", e)
+			}
+			if body.closes.Load() != 1 {
+				t.Errorf("caller's body closed %d times, want 1", body.closes.Load())
+			}
+		})
+	}
+}
