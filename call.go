@@ -43,6 +43,8 @@ type call struct {
 	trace     *httptrace.ClientTrace
 	delivered atomic.Int32 // requests of the current attempt written whole
 	h2        atomic.Bool  // a connection of the call speaks HTTP/2
+
+	journal *journalCall // the call's journal entry, nil if none
 }
 
 type callKey struct{}

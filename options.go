@@ -50,6 +50,7 @@ type config struct {
 	referenceField    string
 	resolveDuplicates bool
 	resolver          func(*http.Request) (*http.Request, error)
+	journal           Journal
 
 	// rate limiting
 	limits rateLimitConfig
