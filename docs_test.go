@@ -115,7 +115,6 @@ func TestREADMEProgramsBuild(t *testing.T) {
 	type module struct {
 		overlay map[string]string
 		pkgs    []string
-		lines   []int
 	}
 	modules := map[string]*module{}
 	dir := t.TempDir()
