@@ -28,6 +28,7 @@ type call struct {
 	maybeSent bool           // an attempt that failed may have reached Spotflow
 	done      bool           // the outermost layer has returned
 	inHook    bool           // a callback of the user's is running
+	journal   *journalCall   // the call's journal entry, nil if none
 }
 
 type callKey struct{}

@@ -187,6 +187,12 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		if t.cfg.referenceField != "" {
 			r = t.injectReference(c, r, key)
 		}
+		if t.cfg.journal != nil {
+			if err := t.record(c, r, key); err != nil {
+				closeBody(r)
+				return nil, err
+			}
+		}
 	}
 	resp, err := send(t.next, r)
 	if err != nil || !t.cfg.resolveDuplicates {
@@ -459,6 +465,12 @@ func bodyReference(req *http.Request, field string) string {
 	if !ok {
 		return ""
 	}
+	return referenceIn(b, field)
+}
+
+// referenceIn returns the non-empty string value of field in the JSON
+// object b, or "".
+func referenceIn(b []byte, field string) string {
 	var ref string
 	seen := 0
 	topLevel(b, func(name, v []byte) bool {
@@ -515,10 +527,7 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 // spotflowResolver builds the fetch for Spotflow's payments and transfers:
 // GET {base}/payments/verify?reference=R and GET {base}/transfers/reference/R.
 func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Request, error) {
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	ref := bodyReference(create, field)
 	if ref == "" || create.Method != http.MethodPost {
 		return nil, nil

@@ -48,6 +48,7 @@ type config struct {
 	referenceField    string
 	resolveDuplicates bool
 	resolver          func(*http.Request) (*http.Request, error)
+	journal           Journal
 
 	// rate limiting
 	limits rateLimitConfig

@@ -293,10 +293,7 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 	if headerKey(req.Header, t.cfg.keyHeader) != "" {
 		return true
 	}
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	return bodyReference(req, field) != ""
 }
 

@@ -122,6 +122,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 		if e.IdempotencyKey == "" {
 			e.IdempotencyKey = c.key
 		}
+		c.endJournal(cfg, e)
 		return nil, e
 	}
 	if resp.Request == nil || callOf(resp.Request) != c {
@@ -132,6 +133,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	}
 	e := c.err
 	if e == nil {
+		c.endJournal(cfg, nil)
 		return resp, nil
 	}
 	e.Attempts = max(c.attempts, 1)
@@ -139,6 +141,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	// A final 429 or 4xx says nothing of an earlier attempt that may have
 	// been processed.
 	e.Uncertain = e.Uncertain || c.maybeSent
+	c.endJournal(cfg, e)
 	if e.Category == CategoryEscalate {
 		if cfg.logger != nil {
 			cfg.logger.Warn("spotflow: escalate", "method", c.req.Method, "path", c.req.URL.Path,
