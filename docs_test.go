@@ -151,7 +151,9 @@ func TestREADMEProgramsBuild(t *testing.T) {
 		if err := os.WriteFile(of, overlay, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(goTool, append([]string{"build", "-overlay", of}, m.pkgs...)...)
+		// -o into a directory: go build writes a lone main package's
+		// executable into the current directory otherwise.
+		cmd := exec.Command(goTool, append([]string{"build", "-overlay", of, "-o", t.TempDir() + string(filepath.Separator)}, m.pkgs...)...)
 		cmd.Dir = abs
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("README programs in %s (packages named after their line in README.md) do not build: %v\n%s", abs, err, out)
