@@ -505,7 +505,12 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 			fetch.Header = withHeader(fetch.Header, "Authorization", auth[0])
 		}
 	}
-	saved := *c
+	saved := struct {
+		resp      *http.Response
+		err       *Error
+		attempts  int
+		maybeSent bool
+	}{c.resp, c.err, c.attempts, c.maybeSent}
 	resp, err := send(t.next, fetch)
 	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if c.resp != resp {

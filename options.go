@@ -25,6 +25,8 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	clock  Clock
 	logger *slog.Logger
+	hosts  []string // WithHosts; nil for every host
+	scopes *scopes  // what the stack has learned, by host and credential
 
 	// classification and the outermost layer
 	codes          map[string]Category
@@ -84,6 +86,7 @@ func newConfig(opts []Option) *config {
 			o.apply(c)
 		}
 	}
+	c.scopes = newScopes(c)
 	return c
 }
 
