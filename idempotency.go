@@ -539,25 +539,16 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 	return dup
 }
 
-// spotflowResolver builds the fetch for Spotflow's payments and transfers:
-// GET {base}/payments/verify?reference=R and GET {base}/transfers/reference/R.
+// spotflowResolver builds the fetch for Spotflow's payments and transfers
+// (see verifyURL).
 func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Request, error) {
 	field := t.cfg.referenceFieldOrDefault()
 	ref := bodyReference(create, field)
 	if ref == "" || create.Method != http.MethodPost {
 		return nil, nil
 	}
-	u := *create.URL
-	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
-	path := strings.TrimSuffix(u.Path, "/")
-	switch {
-	case strings.HasSuffix(path, "/payments"):
-		u.Path = path + "/verify"
-		u.RawQuery = url.Values{"reference": {ref}}.Encode()
-	case strings.HasSuffix(path, "/transfers"):
-		u.Path = path + "/reference/" + ref
-		u.RawPath = path + "/reference/" + url.PathEscape(ref)
-	default:
+	u := verifyURL(create.URL, ref)
+	if u == nil {
 		return nil, nil
 	}
 	fetch, err := http.NewRequestWithContext(create.Context(), http.MethodGet, u.String(), nil)
@@ -569,4 +560,28 @@ func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Req
 		fetch.Header.Del(h)
 	}
 	return fetch, nil
+}
+
+// verifyURL returns the URL that fetches by reference R what a POST to
+// create makes: {base}/payments/verify?reference=R for {base}/payments and
+// {base}/payments/initialize, {base}/transfers/reference/R for
+// {base}/transfers; nil for any other endpoint.
+func verifyURL(create *url.URL, ref string) *url.URL {
+	u := *create
+	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+	path := strings.TrimSuffix(u.Path, "/")
+	switch {
+	case strings.HasSuffix(path, "/payments/initialize"):
+		path = strings.TrimSuffix(path, "/initialize")
+		fallthrough
+	case strings.HasSuffix(path, "/payments"):
+		u.Path = path + "/verify"
+		u.RawQuery = url.Values{"reference": {ref}}.Encode()
+	case strings.HasSuffix(path, "/transfers"):
+		u.Path = path + "/reference/" + ref
+		u.RawPath = path + "/reference/" + url.PathEscape(ref)
+	default:
+		return nil
+	}
+	return &u
 }
