@@ -26,11 +26,16 @@ type config struct {
 	clock  Clock
 	logger *slog.Logger
 
+	// observing: every Observer given, and the one the layers call (nil
+	// for none), which also carries the hooks and the logger
+	observers []Observer
+	obs       *Observer
+
 	// classification and the outermost layer
 	codes          map[string]Category
 	check          func(*http.Response, []byte) *Error
 	returnErrors   bool
-	onEscalate     func(*Error)
+	onEscalate     func(context.Context, *Error)
 	haltOnEscalate bool
 
 	// retry
@@ -39,7 +44,7 @@ type config struct {
 	serverErrorDelay time.Duration
 	maxRetryAfter    time.Duration
 	retryBudget      int
-	onRetry          func(RetryEvent)
+	onRetry          func(context.Context, RetryEvent)
 
 	// idempotency
 	keyHeader         string
@@ -77,6 +82,7 @@ func newConfig(opts []Option) *config {
 			o.apply(c)
 		}
 	}
+	c.obs = c.observer()
 	return c
 }
 
@@ -134,8 +140,10 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// WithLogger logs retries at Debug and escalations at Warn level. Log lines
-// carry method, path, status, code, attempt and idempotency key; never
+// WithLogger logs retries and why they stopped at Debug level, escalations
+// and halts at Warn level, through the *Context methods with the call's
+// context, so that a handler can tie each line to the caller's trace. Log
+// lines carry method, path, status, code, attempt and idempotency key; never
 // headers, query strings or bodies. The default is no logging.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(cfg *config) { cfg.logger = l })

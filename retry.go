@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -87,8 +86,12 @@ func WithRetryBudget(burst int) Option {
 	return optionFunc(func(cfg *config) { cfg.retryBudget = burst })
 }
 
-// RetryEvent describes one retry, for WithOnRetry.
+// RetryEvent describes one retry, for WithOnRetry and
+// Observer.RetryScheduled.
 type RetryEvent struct {
+	RequestInfo
+	// Reason is the kind of failure that is retried.
+	Reason RetryReason
 	// Attempt is the number of the attempt that failed, 1 for the first.
 	Attempt int
 	// Wait is how long the transport waits before the next attempt.
@@ -105,15 +108,16 @@ type RetryEvent struct {
 	IdempotencyKey string
 }
 
-// WithOnRetry calls fn exactly once per retry, before the wait. fn runs on
-// the caller's goroutine and should return quickly.
-func WithOnRetry(fn func(RetryEvent)) Option {
+// WithOnRetry calls fn exactly once per retry, before the wait, with the
+// call's context (see [Observer] for what it holds and how fn must behave).
+// A later WithOnRetry replaces fn; use [WithObserver] for several.
+func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c, r, owner := begin(req)
+	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)
 	if owner {
 		return t.cfg.finish(c, resp, err)
@@ -123,6 +127,7 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	c.budget = t.budget
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	var bo backoff.BackOff
 	// prev is the last failed response, held (its body usually already
@@ -264,13 +269,10 @@ func (t *RetryTransport) fitsDeadline(ctx context.Context, d time.Duration) bool
 }
 
 func (t *RetryTransport) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
-	if t.cfg.onRetry != nil {
-		ev := RetryEvent{Attempt: attempt, Wait: wait, StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
-		c.hook(func() { t.cfg.onRetry(ev) })
-	}
-	if l := t.cfg.logger; l != nil && l.Enabled(req.Context(), slog.LevelDebug) {
-		l.Debug("spotflow: retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt,
-			"wait", wait, "status", e.StatusCode, "code", e.Code, "key", c.key, "error", unwrapConn(e))
+	if o := t.cfg.obs; o != nil && o.RetryScheduled != nil {
+		ev := RetryEvent{RequestInfo: requestInfo(req), Reason: retryReason(e), Attempt: attempt, Wait: wait,
+			StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
+		c.hook(func() { o.RetryScheduled(c.Context, ev) })
 	}
 }
 
@@ -379,6 +381,14 @@ func (b *retryBudget) succeeded(attempt int) {
 		return
 	}
 	b.add(1)
+}
+
+// available is how many retries b has left, -1 for no budget.
+func (b *retryBudget) available() float64 {
+	if b == nil {
+		return -1
+	}
+	return float64(b.tokens.Load()) / retryCost
 }
 
 func (b *retryBudget) refund(retries int) { b.add(int64(retries) * retryCost) }

@@ -1,6 +1,7 @@
 package spotflowhttp
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync/atomic"
@@ -47,9 +48,10 @@ func WithErrors() Option {
 
 // WithOnEscalate calls fn once per call that ends in an escalate-category
 // response (invalid_credentials, insufficient_balance, a 401 or 403): a
-// human has to act. fn runs on the caller's goroutine before RoundTrip
-// returns and must not keep the *Error's response.
-func WithOnEscalate(fn func(*Error)) Option {
+// human has to act. fn gets the call's context (see [Observer] for what it
+// holds and how fn must behave) and runs before RoundTrip returns. A later
+// WithOnEscalate replaces fn; use [WithObserver] for several.
+func WithOnEscalate(fn func(context.Context, *Error)) Option {
 	return optionFunc(func(cfg *config) { cfg.onEscalate = fn })
 }
 
@@ -69,7 +71,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.Attempts, h.IdempotencyKey = 0, ""
 		return nil, &h
 	}
-	c, r, owner := begin(req)
+	c, r, owner := begin(req, t.cfg)
 	resp, err := send(t.next, r)
 	if !owner {
 		return resp, err
@@ -93,17 +95,26 @@ func (t *Transport) haltOn(c *call, err error) {
 	if e != nil && e.StatusCode == http.StatusUnauthorized {
 		h := *e
 		t.halted.Store(&h)
-		if l := t.cfg.logger; l != nil {
-			l.Warn("spotflow: halted after authentication failure; call Resume when the key is fixed",
-				"status", e.StatusCode, "code", e.Code)
+		if o := t.cfg.obs; o != nil && o.Halted != nil {
+			ev := HaltEvent{RequestInfo: requestInfo(c.req), StatusCode: e.StatusCode, Code: e.Code}
+			c.hook(func() { o.Halted(c.Context, ev) })
 		}
 	}
 }
 
 // finish completes a call in its outermost layer: it annotates the final
-// response or error with attempts and key, reports escalations, and applies
-// WithErrors.
+// response or error and reports the call to the observer.
 func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Response, error) {
+	resp, err = cfg.annotate(c, resp, err)
+	if o := cfg.obs; o != nil && o.CallDone != nil {
+		cfg.callDone(c, resp, err)
+	}
+	return resp, err
+}
+
+// annotate annotates the final response or error of a call with attempts
+// and key, and applies WithErrors.
+func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Response, error) {
 	c.done = true
 	if err != nil {
 		if resp != nil { // a broken RoundTripper; the contract says ignore resp
@@ -139,15 +150,6 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	// A final 429 or 4xx says nothing of an earlier attempt that may have
 	// been processed.
 	e.Uncertain = e.Uncertain || c.maybeSent
-	if e.Category == CategoryEscalate {
-		if cfg.logger != nil {
-			cfg.logger.Warn("spotflow: escalate", "method", c.req.Method, "path", c.req.URL.Path,
-				"status", e.StatusCode, "code", e.Code, "key", e.IdempotencyKey)
-		}
-		if cfg.onEscalate != nil {
-			c.hook(func() { cfg.onEscalate(e) })
-		}
-	}
 	if cfg.returnErrors && e.Category != CategoryTreatAsSuccess {
 		discard(resp)
 		return nil, e

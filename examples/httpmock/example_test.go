@@ -24,7 +24,7 @@ func Example() {
 	clock := newFakeClock()
 	client := &http.Client{Transport: spotflowhttp.NewTransport(mock,
 		spotflowhttp.WithClock(clock),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) {
 			fmt.Println("retry after", ev.StatusCode, ev.Code, "in", ev.Wait)
 		}),
 	)}
