@@ -477,3 +477,103 @@ func FuzzReferenceInjection(f *testing.F) {
 		}
 	})
 }
+
+// With duplicate "reference" members, parsers disagree on which one counts,
+// so the body has no reference for the client: a duplicate is not resolved
+// to another payment.
+func TestResolveDuplicatesAmbiguousReference(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	post := func(tr http.RoundTripper, body string) *http.Response {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	plain := spotflowhttp.NewTransport(nil)
+	a := post(plain, `{"reference":"A","amount":111,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	a.Body.Close()
+	b := post(plain, `{"reference":"B","amount":222,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	b.Body.Close()
+	resolving := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())
+	r := post(resolving, `{"reference":"A","amount":222,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"B"}`)
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	t.Logf("status %d replay=%v body=%s", r.StatusCode, spotflowhttp.ReplayOf(r), body)
+	if spotflowhttp.ReplayOf(r) && strings.Contains(string(body), `"reference":"A"`) {
+		t.Fatal("the server rejected reference B as a duplicate, but the call was resolved to payment A")
+	}
+}
+
+// A server decoding with Go's encoding/json matches names
+// case-insensitively, so a caller's "Reference" is a reference: WithReference
+// does not add another.
+func TestReferenceNameCaseInsensitive(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithReference("reference"))
+	req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments",
+		strings.NewReader(`{"Reference":"ord-9","amount":100,"currency":"NGN","customer":{"email":"a@b.c"}}`))
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ps := sim.Payments()
+	if len(ps) != 1 || ps[0].Reference != "ord-9" {
+		t.Fatalf("payment stored with reference %q, caller sent Reference ord-9", ps[0].Reference)
+	}
+}
+
+// With a custom key header, a caller's Idempotency-Key is copied into the
+// configured header, which the server reads, before the POST is retried.
+func TestCallerKeyCopiedToCustomHeader(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		mu.Lock()
+		n++
+		got = append(got, r.Header.Get("X-Spotflow-Key"))
+		st := 200
+		if n == 1 {
+			st = 503
+		}
+		mu.Unlock()
+		return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithIdempotencyHeader("X-Spotflow-Key"), spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest("POST", "https://api.spotflow.co/api/v1/payments", strings.NewReader(`{"amount":1}`))
+	req.Header.Set("Idempotency-Key", "order-1")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("attempts %d, X-Spotflow-Key sent: %q, key of call %q", n, got, spotflowhttp.IdempotencyKeyOf(resp))
+	if n > 1 && got[0] == "" {
+		t.Fatal("POST retried after a 503 without the key in the configured header")
+	}
+}
+
+// A GetBody that returns (nil, nil) is a broken body source, not a panic.
+func TestGetBodyNilNil(t *testing.T) {
+	base, _ := statusBase(200)
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"))
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", "https://api.spotflow.co/x", strings.NewReader(`{}`))
+	req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("panic: %v", p)
+		}
+	}()
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+}

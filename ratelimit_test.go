@@ -19,58 +19,6 @@ import (
 	"github.com/spotflow-go/spotflowhttp"
 )
 
-// timedBase is an in-memory Spotflow whose answers are chosen by a function
-// of the fake time and the request; it records when each request arrived.
-type timedBase struct {
-	clock    *fakeClock
-	mu       sync.Mutex
-	arrivals []time.Time
-	answer   func(now time.Time, n int, r *http.Request) (int, http.Header)
-}
-
-func (b *timedBase) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body != nil {
-		r.Body.Close()
-	}
-	now := b.clock.Now()
-	b.mu.Lock()
-	b.arrivals = append(b.arrivals, now)
-	n := len(b.arrivals)
-	b.mu.Unlock()
-	status, h := 200, http.Header{}
-	if b.answer != nil {
-		status, h = b.answer(now, n, r)
-	}
-	return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
-}
-
-func (b *timedBase) Arrivals() []time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]time.Time(nil), b.arrivals...)
-}
-
-func headers(kv ...string) http.Header {
-	h := http.Header{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		h.Set(kv[i], kv[i+1])
-	}
-	return h
-}
-
-func roundTrip(t *testing.T, tr http.RoundTripper, ctx context.Context, auth string) (*http.Response, error) {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
-	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
-	}
-	resp, err := tr.RoundTrip(req)
-	if err == nil {
-		resp.Body.Close()
-	}
-	return resp, err
-}
-
 func TestLimiterRefuses(t *testing.T) {
 	base := &timedBase{clock: newFakeClock()}
 	body := newReadCloseCounter(strings.NewReader("{}"))
@@ -427,5 +375,110 @@ func TestAdaptiveOnFakeClock(t *testing.T) {
 					goodput, tt.minGoodput, tt.maxGoodput, share*100, tt.max429Share*100)
 			}
 		})
+	}
+}
+
+// An absurd Retry-After on one 429 (decades) does not shut the transport
+// for every later call: cool-downs over an hour are ignored, as an
+// X-RateLimit-Reset over an hour away is.
+func TestCoolDownOverAnHourIgnored(t *testing.T) {
+	clock := newFakeClock()
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		n++
+		h := http.Header{}
+		status := 200
+		if n == 1 {
+			status = 429
+			h.Set("Retry-After", "999999999") // ~31.7 years
+		}
+		return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
+	req, _ := http.NewRequest("GET", "https://api.spotflow.co/x", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != 429 {
+		t.Fatalf("first: %v %v", resp, err)
+	}
+	clock.Advance(24 * time.Hour)
+	req, _ = http.NewRequest("GET", "https://api.spotflow.co/x", nil)
+	_, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("a day later the transport still refuses every request: %v (server hit %d times)", err, n)
+	}
+}
+
+// In adaptive mode at low traffic, one 429 (say caused by another process
+// on the same account) does not drop the pace to the 0.05 req/s floor: one
+// request per Retry-After is the least it keeps.
+func TestAdaptiveOneRequestPerRetryAfter(t *testing.T) {
+	clock := newFakeClock()
+	n := 0
+	base := &timedBase{clock: clock, answer: func(now time.Time, _ int, r *http.Request) (int, http.Header) {
+		n++
+		if n == 3 {
+			return 429, headers("Retry-After", "1")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithAdaptiveRateLimit())
+	for i := 0; i < 6; i++ {
+		roundTrip(t, tr, context.Background(), "")
+		clock.Advance(2 * time.Second) // one request every 2 s
+	}
+	sleeps := clock.Sleeps()
+	t.Logf("sleeps: %v", sleeps)
+	for _, s := range sleeps {
+		if s > 5*time.Second {
+			t.Fatalf("one 429 at 0.5 req/s made a request wait %v", s)
+		}
+	}
+}
+
+// sleepHook is a fake clock that runs a function on the first Sleep, to
+// make things happen while a request waits.
+type sleepHook struct {
+	*fakeClock
+	ran    atomic.Bool
+	during func()
+}
+
+func (c *sleepHook) Sleep(ctx context.Context, d time.Duration) error {
+	err := c.fakeClock.Sleep(ctx, d)
+	if c.during != nil && c.ran.CompareAndSwap(false, true) {
+		c.during()
+	}
+	return err
+}
+
+// A cool-down extended by another 429 while a request waits out the first
+// one is looked at again before the request is sent.
+func TestCoolDownExtendedWhileWaiting(t *testing.T) {
+	clock := &sleepHook{fakeClock: newFakeClock()}
+	var extendedUntil time.Time
+	base := &timedBase{clock: clock.fakeClock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		switch n {
+		case 1:
+			return 429, headers("Retry-After", "5")
+		case 2:
+			extendedUntil = now.Add(20 * time.Second)
+			return 429, headers("Retry-After", "20")
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	roundTrip(t, tr, context.Background(), "") // 429: cool-down of 5 s
+	// While the next request waits, another one, through the same
+	// transport, gets a 429 with Retry-After 20.
+	clock.during = func() {
+		clock.fakeClock.Advance(-5 * time.Second) // as if it happened when the wait began
+		roundTrip(t, tr, context.Background(), "")
+	}
+	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	arr := base.Arrivals()
+	if last := arr[len(arr)-1]; last.Before(extendedUntil) {
+		t.Errorf("sent %v before the extended cool-down ended", extendedUntil.Sub(last))
 	}
 }

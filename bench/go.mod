@@ -8,7 +8,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/hashicorp/go-retryablehttp v0.7.8
-	github.com/spotflow-go/spotflowhttp v0.0.0-00010101000000-000000000000
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261126072837-f4c3c1f10f05
 )
 
 require (
