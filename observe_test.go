@@ -510,8 +510,8 @@ type contextRecorder struct {
 }
 
 func (h *contextRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *contextRecorder) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *contextRecorder) WithGroup(string) slog.Handler           { return h }
+func (h *contextRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *contextRecorder) WithGroup(string) slog.Handler            { return h }
 func (h *contextRecorder) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -155,10 +155,10 @@ type recorder struct {
 const maxCached = 1024
 
 type callKey struct {
-	method, host     string
-	category         spotflowhttp.Category
-	outcome          spotflowhttp.Outcome
-	status           int
+	method, host string
+	category     spotflowhttp.Category
+	outcome      spotflowhttp.Outcome
+	status       int
 }
 
 func (r *recorder) callDone(ctx context.Context, ev spotflowhttp.CallEvent) {
