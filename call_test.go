@@ -51,9 +51,8 @@ func TestCallbackRequestIsOwnCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := spotflowhttp.ErrorOf(resp)
-	t.Logf("sent %d, ErrorOf %v", *n, e)
-	if e == nil || e.Attempts != 1 {
-		t.Fatalf("Attempts = %v, one POST sent", e)
+	if e == nil || e.Attempts != 1 || *n != 2 {
+		t.Fatalf("ErrorOf = %v after %d requests; want 1 attempt, and the POST and the GET sent", e, *n)
 	}
 }
 

@@ -423,14 +423,18 @@ func TestAdaptiveOneRequestPerRetryAfter(t *testing.T) {
 	}}
 	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithAdaptiveRateLimit())
 	for i := 0; i < 6; i++ {
-		roundTrip(t, tr, context.Background(), "")
+		if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("call %d: %v, %v", i+1, resp, err)
+		}
 		clock.Advance(2 * time.Second) // one request every 2 s
 	}
 	sleeps := clock.Sleeps()
-	t.Logf("sleeps: %v", sleeps)
+	if n != 7 || len(sleeps) == 0 {
+		t.Fatalf("%d requests, waits %v; want 6 calls and the retry of the one answered 429", n, sleeps)
+	}
 	for _, s := range sleeps {
 		if s > 5*time.Second {
-			t.Fatalf("one 429 at 0.5 req/s made a request wait %v", s)
+			t.Fatalf("one 429 at 0.5 req/s made a request wait %v (waits %v)", s, sleeps)
 		}
 	}
 }
@@ -478,7 +482,10 @@ func TestCoolDownExtendedWhileWaiting(t *testing.T) {
 		t.Fatalf("%v %v", resp, err)
 	}
 	arr := base.Arrivals()
-	if last := arr[len(arr)-1]; last.Before(extendedUntil) {
+	if len(arr) != 3 || extendedUntil.IsZero() {
+		t.Fatalf("%d requests arrived, want 3: the 429, the one that extended the cool-down while the last waited, the last", len(arr))
+	}
+	if last := arr[2]; last.Before(extendedUntil) {
 		t.Errorf("sent %v before the extended cool-down ended", extendedUntil.Sub(last))
 	}
 }

@@ -1,6 +1,7 @@
 package spotflowhttp_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -38,24 +39,53 @@ func FuzzRetryAfter(f *testing.F) {
 	})
 }
 
-// An HTTP-date past 2262 does not overflow into a negative wait.
-func TestRetryAfterFarDate(t *testing.T) {
-	clock := newFakeClock()
-	n := 0
-	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		n++
-		h := http.Header{}
-		status := 200
-		if n == 1 {
-			status = 429
-			h.Set("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT")
-		}
-		return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
-	})
-	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
-	req, _ := http.NewRequest("GET", "https://api.spotflow.co/x", nil)
-	tr.RoundTrip(req)
-	req, _ = http.NewRequest("GET", "https://api.spotflow.co/x", nil)
-	_, err := tr.RoundTrip(req)
-	t.Logf("second call right after Retry-After 9999: err=%v hits=%d", err, n)
+// A Retry-After too far away to wait for goes back at once, with one
+// attempt, whatever its form: an HTTP-date past 2262 (beyond what UnixNano
+// can hold) or more seconds than a Duration can hold must not overflow into
+// a short or negative wait. It does not pause the transport either: the
+// next call is sent at once.
+func TestRetryAfterFarAway(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		value  string
+	}{
+		{429, "Fri, 31 Dec 9999 23:59:59 GMT"},
+		{503, "Fri, 31 Dec 9999 23:59:59 GMT"},
+		{429, "Sat, 01 Jan 2263 00:00:00 GMT"},
+		{429, "99999999999999999999999"},
+		{503, "9223372037"}, // a second more than a Duration holds
+	} {
+		t.Run(fmt.Sprintf("%d %s", tt.status, tt.value), func(t *testing.T) {
+			clock := newFakeClock()
+			n := 0
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				n++
+				h := http.Header{}
+				status := 200
+				if n == 1 {
+					status = tt.status
+					h.Set("Retry-After", tt.value)
+				}
+				return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
+			resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			e := spotflowhttp.ErrorOf(resp)
+			if resp.StatusCode != tt.status || e == nil || e.Attempts != 1 || n != 1 || len(clock.Sleeps()) != 0 {
+				t.Fatalf("status %d, %v after %d requests and waits %v; want the %d back at once", resp.StatusCode, e, n, clock.Sleeps(), tt.status)
+			}
+			if e.RetryAfter <= spotflowhttp.DefaultMaxRetryAfter {
+				t.Errorf("RetryAfter = %v, want more than the cap", e.RetryAfter)
+			}
+			resp, err = tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+			if err != nil || resp.StatusCode != 200 || n != 2 || len(clock.Sleeps()) != 0 {
+				t.Fatalf("next call: %v, %v after %d requests and waits %v; want 200 at once", resp, err, n, clock.Sleeps())
+			}
+			resp.Body.Close()
+		})
+	}
 }

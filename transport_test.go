@@ -236,35 +236,45 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
+// Responses that break the usual shape (nil header, nil body, status 0, no
+// Request) and requests with an unknown length or a failing GetBody are
+// handled like any other: retried when the policy says so, annotated, the
+// caller's body closed once.
 func TestOddResponses(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		resp func(r *http.Request) *http.Response
-		get  func() (io.ReadCloser, error)
-		cl   int64
+		name     string
+		resp     func(r *http.Request) *http.Response
+		get      func() (io.ReadCloser, error)
+		cl       int64
+		status   int
+		attempts int // ErrorOf's Attempts; 0 for no *Error
+		sent     int
 	}{
 		{"nil header 429", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 429, Body: http.NoBody, Request: r}
-		}, nil, 2},
+		}, nil, 2, 429, 4, 4},
 		{"nil body 503", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 503, Header: http.Header{}, Request: r}
-		}, nil, 2},
-		{"status 0", func(r *http.Request) *http.Response {
+		}, nil, 2, 503, 4, 4},
+		{"status 0 is not retried", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 0, Body: http.NoBody, Request: r}
-		}, nil, 2},
-		{"neg CL", func(r *http.Request) *http.Response {
+		}, nil, 2, 0, 0, 1},
+		{"unknown request length", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}
-		}, nil, -5},
-		{"GetBody error", func(r *http.Request) *http.Response {
+		}, nil, -5, 503, 4, 4},
+		{"GetBody error: no retry", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}
-		}, func() (io.ReadCloser, error) { return nil, errors.New("x") }, 2},
-		{"nil request on resp", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Body: http.NoBody} }, nil, 2},
+		}, func() (io.ReadCloser, error) { return nil, errors.New("x") }, 2, 503, 1, 1},
+		{"nil request on resp", func(r *http.Request) *http.Response { return &http.Response{StatusCode: 503, Body: http.NoBody} },
+			nil, 2, 503, 4, 4},
 		{"huge retry-after date", func(r *http.Request) *http.Response {
 			return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"Fri, 31 Dec 9999 23:59:59 GMT"}}, Body: http.NoBody, Request: r}
-		}, nil, 2},
+		}, nil, 2, 503, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			sent := 0
 			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				sent++
 				if r.Body != nil {
 					r.Body.Close()
 				}
@@ -279,13 +289,24 @@ func TestOddResponses(t *testing.T) {
 			req.ContentLength = tc.cl
 			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithReference("reference"), spotflowhttp.WithAdaptiveRateLimit(), spotflowhttp.WithResponseCheck(func(*http.Response, []byte) *spotflowhttp.Error { return nil }))
 			resp, err := tr.RoundTrip(req)
-			if (resp == nil) == (err == nil) {
-				t.Fatalf("resp %v err %v", resp, err)
+			if err != nil {
+				t.Fatalf("err = %v, want the response", err)
+			}
+			if resp.Body != nil {
+				resp.Body.Close()
+			}
+			e := spotflowhttp.ErrorOf(resp)
+			attempts := 0
+			if e != nil {
+				attempts = e.Attempts
+			}
+			if resp.StatusCode != tc.status || sent != tc.sent || attempts != tc.attempts || resp.Request == nil {
+				t.Errorf("status %d, ErrorOf %v, sent %d times, Request %v; want status %d, %d attempts in ErrorOf, sent %d times, a Request",
+					resp.StatusCode, e, sent, resp.Request != nil, tc.status, tc.attempts, tc.sent)
 			}
 			if body.closes.Load() != 1 {
 				t.Errorf("caller body closed %d times", body.closes.Load())
 			}
-			t.Logf("%v %v", spotflowhttp.ErrorOf(resp), err)
 		})
 	}
 }
