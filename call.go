@@ -2,9 +2,11 @@ package spotflowhttp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"time"
 )
 
@@ -30,18 +32,96 @@ type call struct {
 	done      bool           // the outermost layer has returned
 	inHook    bool           // a callback of the user's is running
 	start     time.Time      // when the call began, if an observer wants its duration
-	budget    *retryBudget   // the retry budget the call draws from, nil for none
+
+	scope    *scope   // the scope of the call's host and credential, once looked up
+	scopes   *scopes  // the registry scope belongs to
+	scopeKey scopeKey // and its key
+
+	// trace watches a keyed create for net/http resending it on its own
+	// (see traceResends); nil for other calls.
+	trace     *httptrace.ClientTrace
+	delivered int  // requests of the current attempt written whole
+	h2        bool // a connection of the call speaks HTTP/2
 }
 
 type callKey struct{}
 
-// Value makes the call findable from any context derived from it.
+// Value makes the call findable from any context derived from it, and
+// answers net/http's question for a client trace while the call watches for
+// resends.
 func (c *call) Value(k any) any {
-	if k == (callKey{}) {
+	switch k {
+	case callKey{}:
 		return c
+	case traceKey:
+		if c.trace != nil {
+			return c.trace
+		}
 	}
 	return c.Context.Value(k)
 }
+
+// traceKey is the key under which net/http looks for a
+// *httptrace.ClientTrace in a request's context. The httptrace package keeps
+// it unexported; asking it once through a context that records the question
+// finds it. Answering from the call itself costs a keyed call no context and
+// no request copy. If it cannot be found, resends are not watched.
+var traceKey = func() any {
+	var p keyProbe
+	httptrace.ContextClientTrace(&p)
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(k any) any {
+	p.key = k
+	return nil
+}
+
+// traceResends makes the call watch its requests for net/http resending
+// them. http.Transport sends a request carrying Idempotency-Key (or
+// X-Idempotency-Key) again on its own when a reused keep-alive connection
+// dies before the response; the retry layer never sees that first delivery,
+// which may have been processed. Counting the requests written whole tells.
+// HTTP/2 resends only streams the server refused or never took (REFUSED_STREAM,
+// above a GOAWAY's last stream), which were not processed, so they don't
+// count. Hooks already in the caller's context still run.
+func (c *call) traceResends() {
+	if traceKey == nil || c.trace != nil {
+		return
+	}
+	t := new(httptrace.ClientTrace)
+	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
+		*t = *user
+	}
+	gotConn, wrote := t.GotConn, t.WroteRequest
+	t.GotConn = func(info httptrace.GotConnInfo) {
+		if tc, ok := info.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok &&
+			tc.ConnectionState().NegotiatedProtocol == "h2" {
+			c.h2 = true
+		}
+		if gotConn != nil {
+			gotConn(info)
+		}
+	}
+	t.WroteRequest = func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			c.delivered++
+		}
+		if wrote != nil {
+			wrote(info)
+		}
+	}
+	c.trace = t
+}
+
+// resent reports whether net/http delivered the current attempt more than
+// once over HTTP/1.
+func (c *call) resent() bool { return c.delivered > 1 && !c.h2 }
 
 // callOf returns the call req belongs to, or nil.
 func callOf(req *http.Request) *call {

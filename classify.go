@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -148,7 +149,23 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 		if check == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return nil
 		}
-		body := peekBody(resp)
+		body, err := peekBody(resp)
+		if err != nil {
+			// The check cannot judge a body that could not be read: the
+			// call fails with the read error, the request processed.
+			discard(resp)
+			if cerr := contextErr(resp); cerr != nil && !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (%w)", err, cerr)
+			}
+			return &Error{
+				StatusCode: resp.StatusCode,
+				Category:   CategoryRetry,
+				Uncertain:  true,
+				Err:        fmt.Errorf("spotflowhttp: reading the response for WithResponseCheck: %w", err),
+				kind:       ErrAPIConnection,
+				unread:     true,
+			}
+		}
 		var e *Error
 		callOf(resp.Request).hook(func() { e = check(resp, body) })
 		if e == nil {
@@ -161,7 +178,8 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 		}
 		return &c
 	}
-	code, msg := parseErrorBody(peekBody(resp))
+	body, _ := peekBody(resp) // a read error is the caller's to meet when it reads on
+	code, msg := parseErrorBody(body)
 	e := &Error{
 		StatusCode: resp.StatusCode,
 		Code:       code,
@@ -190,26 +208,44 @@ func now(cfg *config) time.Time {
 }
 
 // peekBody reads up to maxClassifyBody bytes of resp.Body and replaces the
-// body with one that yields the same bytes again. A body read to its end is
-// closed at once, so its connection goes back to the pool even if the caller
-// never closes the response.
-func peekBody(resp *http.Response) []byte {
+// body with one that yields the same bytes again, then the rest, or the
+// error the read met. A body read to its end is closed at once, so its
+// connection goes back to the pool even if the caller never closes the
+// response.
+func peekBody(resp *http.Response) ([]byte, error) {
 	if resp.Body == nil || resp.Body == http.NoBody {
-		return nil
+		return nil, nil
 	}
 	orig := resp.Body
 	buf, err := io.ReadAll(io.LimitReader(orig, maxClassifyBody+1))
 	if err == nil && len(buf) <= maxClassifyBody {
 		orig.Close()
 		resp.Body = &bytesBody{Reader: bytes.NewReader(buf)}
-		return buf
+		return buf, nil
 	}
-	resp.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), Closer: orig}
+	rest := orig.(io.Reader)
+	if err != nil {
+		rest = errReader{err}
+	}
+	resp.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), rest), Closer: orig}
 	if len(buf) > maxClassifyBody {
 		buf = buf[:maxClassifyBody]
 	}
-	return buf
+	return buf, err
 }
+
+// contextErr is the error of the context of resp's request, if it is done.
+func contextErr(resp *http.Response) error {
+	if resp.Request == nil {
+		return nil
+	}
+	return resp.Request.Context().Err()
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // bytesBody is a fully read response body.
 type bytesBody struct{ *bytes.Reader }

@@ -110,8 +110,9 @@ type Error struct {
 	// context.DeadlineExceeded, a limiter's error.
 	Err error
 
-	kind  error // the sentinel; nil means "derive from StatusCode"
-	local bool  // made by this package before sending; Attempts counts what was sent
+	kind   error // the sentinel; nil means "derive from StatusCode"
+	local  bool  // made by this package before sending; Attempts counts what was sent
+	unread bool  // the response could not be read: the call fails with this error instead
 }
 
 // Error returns one line: status, code, message, category and attempts. It

@@ -61,8 +61,9 @@ type Observer struct {
 	// Halted is called when an authentication failure halts the transport
 	// (WithHaltOnEscalate).
 	Halted func(context.Context, HaltEvent)
-	// Resumed is called when Transport.Resume lifts a halt. Its context is
-	// context.Background(): Resume belongs to no call.
+	// Resumed is called when Transport.Resume lifts halts (not when there
+	// was none). Its context is context.Background(): Resume belongs to no
+	// call.
 	Resumed func(context.Context, ResumeEvent)
 	// CallDone is called once per call, when the outermost layer of the
 	// stack returns, whatever the outcome: a success, a final error
@@ -270,11 +271,12 @@ type HaltEvent struct {
 	Code string
 }
 
-// ResumeEvent reports that Transport.Resume lifted a halt, for
+// ResumeEvent reports that Transport.Resume lifted halts, for
 // Observer.Resumed.
 type ResumeEvent struct {
-	// Halted is how long the transport was halted (on its clock).
-	Halted time.Duration
+	// Halts is how many halts were lifted: one per host and credential
+	// that had got a 401.
+	Halts int
 }
 
 // Outcome is how a call ended. The values are few and fixed, fit for a
@@ -323,10 +325,10 @@ type CallEvent struct {
 	Error *Error
 	// IdempotencyKey is the key the call carried, "" if none.
 	IdempotencyKey string
-	// RetryBudget is how many retries the retry budget of the call's
-	// scope had left when the call ended (fifths count: a success earns
-	// 0.2), or -1 when there is no budget (WithRetryBudget(0), or no retry
-	// layer).
+	// RetryBudget is how many retries the retry budget of the call's host
+	// had left when the call ended (fifths count: a success earns 0.2), or
+	// -1 when there is none (WithRetryBudget(0), no retry layer, or a call
+	// answered before the retry layer).
 	RetryBudget float64
 }
 
@@ -454,7 +456,7 @@ func logObserver(l *slog.Logger) Observer {
 		},
 		Halted: func(ctx context.Context, ev HaltEvent) {
 			l.WarnContext(ctx, "spotflow: halted after authentication failure; call Resume when the key is fixed",
-				"status", ev.StatusCode, "code", ev.Code)
+				"host", ev.Host, "status", ev.StatusCode, "code", ev.Code)
 		},
 	}
 }
@@ -466,7 +468,10 @@ func (cfg *config) callDone(c *call, resp *http.Response, err error) {
 		RequestInfo:    requestInfo(c.req),
 		Duration:       cfg.clock.Now().Sub(c.start),
 		IdempotencyKey: c.key,
-		RetryBudget:    c.budget.available(),
+		RetryBudget:    -1,
+	}
+	if c.scope != nil {
+		ev.RetryBudget = c.scope.host.budget.available()
 	}
 	if err != nil {
 		errors.As(err, &ev.Error)
@@ -484,4 +489,102 @@ func (cfg *config) callDone(c *call, resp *http.Response, err error) {
 	}
 	o := cfg.obs
 	c.hook(func() { o.CallDone(c.Context, ev) })
+}
+
+// eventContext is the call req belongs to (nil for a layer used alone) and
+// the context to report its events with: the caller's.
+func eventContext(req *http.Request) (*call, context.Context) {
+	c := callOf(req)
+	if c == nil {
+		return nil, req.Context()
+	}
+	return c, c.Context
+}
+
+// attemptSent reports req handed to the base transport.
+func (cfg *config) attemptSent(req *http.Request) {
+	c, ctx := eventContext(req)
+	ev := AttemptEvent{RequestInfo: requestInfo(req), Attempt: 1}
+	if c != nil {
+		ev.Attempt, ev.IdempotencyKey = max(c.attempts, 1), c.key
+	}
+	o := cfg.obs
+	c.hook(func() { o.AttemptSent(ctx, ev) })
+}
+
+// retrying reports the retry of a call after the failed attempt e.
+func (cfg *config) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
+	ev := RetryEvent{RequestInfo: requestInfo(req), Reason: retryReason(e), Attempt: attempt, Wait: wait,
+		StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
+	o := cfg.obs
+	c.hook(func() { o.RetryScheduled(c.Context, ev) })
+}
+
+// stopped reports that a call will not retry after the failed attempt e
+// (nil if there was none), for reason. wait is the wait that was not made;
+// err, if not nil, says more than e.
+func (cfg *config) stopped(c *call, req *http.Request, reason StopReason, e *Error, wait time.Duration, err error) {
+	ev := StopEvent{RequestInfo: requestInfo(req), Reason: reason, Attempts: c.attempts, Wait: wait, Err: err,
+		IdempotencyKey: c.key}
+	if e != nil {
+		ev.StatusCode, ev.Code = e.StatusCode, e.Code
+		if ev.Err == nil {
+			ev.Err = unwrapConn(e)
+		}
+	}
+	o := cfg.obs
+	c.hook(func() { o.RetriesStopped(c.Context, ev) })
+}
+
+// rateLimitWaited reports req held back for d by kind.
+func (cfg *config) rateLimitWaited(req *http.Request, kind RateLimitKind, d time.Duration) {
+	c, ctx := eventContext(req)
+	ev := WaitEvent{RequestInfo: requestInfo(req), Kind: kind, Wait: d}
+	o := cfg.obs
+	c.hook(func() { o.RateLimitWaited(ctx, ev) })
+}
+
+// rateLimitRefused reports req refused by kind, which would have held it
+// back for d, because of err (nil: over the cap).
+func (cfg *config) rateLimitRefused(req *http.Request, kind RateLimitKind, d time.Duration, err error) {
+	c, ctx := eventContext(req)
+	ev := WaitEvent{RequestInfo: requestInfo(req), Kind: kind, Wait: d, Err: err}
+	o := cfg.obs
+	c.hook(func() { o.RateLimitRefused(ctx, ev) })
+}
+
+// coolDownStarted reports a pause of kind until until, asked for at now by
+// resp, the answer to req.
+func (cfg *config) coolDownStarted(req *http.Request, kind RateLimitKind, now, until time.Time, resp *http.Response) {
+	c, ctx := eventContext(req)
+	ev := CoolDownEvent{RequestInfo: requestInfo(req), Kind: kind, Until: until, Wait: until.Sub(now), StatusCode: resp.StatusCode}
+	o := cfg.obs
+	c.hook(func() { o.CoolDownStarted(ctx, ev) })
+}
+
+// halted reports that the 401 e to req, a request of c, halted its
+// credential.
+func (cfg *config) halted(c *call, req *http.Request, e *Error) {
+	ev := HaltEvent{RequestInfo: requestInfo(req), StatusCode: e.StatusCode, Code: e.Code}
+	o := cfg.obs
+	c.hook(func() { o.Halted(c.Context, ev) })
+}
+
+// refusedByHalt reports a call answered locally with h because its
+// credential is halted: its retries stop before the first attempt, and it
+// is done.
+func (cfg *config) refusedByHalt(c *call, h *Error) {
+	if cfg.obs.RetriesStopped != nil {
+		cfg.stopped(c, c.req, StopHalted, h, 0, nil)
+	}
+	if cfg.obs.CallDone != nil {
+		cfg.callDone(c, nil, h)
+	}
+}
+
+// resumed reports that Resume lifted n halts.
+func (cfg *config) resumed(n int) {
+	if n > 0 {
+		cfg.obs.Resumed(context.Background(), ResumeEvent{Halts: n})
+	}
 }

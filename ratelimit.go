@@ -41,12 +41,13 @@ const (
 
 // rateLimitConfig is what the rate-limit options set.
 type rateLimitConfig struct {
-	rate     rate.Limit
-	burst    int
-	limiter  Limiter
-	byKey    bool
-	adaptive bool
-	ceiling  rate.Limit
+	rate        rate.Limit
+	burst       int
+	limiter     Limiter
+	limiterFunc func(*http.Request) Limiter
+	byKey       bool
+	adaptive    bool
+	ceiling     rate.Limit
 }
 
 // WithRateLimit paces requests through a token bucket of r requests a
@@ -64,19 +65,33 @@ func WithTestKeyRateLimit() Option { return WithRateLimit(TestKeyRate, TestKeyBu
 // live keys: 300 a minute, in bursts of at most 30.
 func WithLiveKeyRateLimit() Option { return WithRateLimit(LiveKeyRate, LiveKeyBurst) }
 
-// WithRateLimitByKey paces each request by the documented limit of the key
-// in its Authorization header: test-key limits for sk_test_ keys, live-key
-// limits for sk_live_ keys, none for others. The key is looked at, never
-// stored; all test keys share one bucket and all live keys another.
+// WithRateLimitByKey paces each credential by the documented limit of the
+// key in its Authorization header: test-key limits for sk_test_ keys,
+// live-key limits for sk_live_ keys, none for others. Every key gets a
+// bucket of its own on each host, so that one merchant's burst never delays
+// another's. The key is looked at, never stored.
 func WithRateLimitByKey() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.byKey = true })
 }
 
 // WithLimiter paces requests through l, for instance a *rate.Limiter shared
 // with other code, or a redislimit.Limiter shared with other processes. A
-// *rate.Limiter runs on the transport's clock.
+// *rate.Limiter runs on the transport's clock. l paces every request, whatever
+// its host or credential: that is what you chose.
 func WithLimiter(l Limiter) Option {
 	return optionFunc(func(cfg *config) { cfg.limits.limiter = l })
+}
+
+// WithLimiterFunc paces each request through the Limiter fn returns for it,
+// so that each merchant, credential or route can have a limiter of its own
+// (for instance a redislimit.Limiter per merchant, shared by every process
+// serving that merchant). fn runs on the caller's goroutine for every
+// attempt; it must be safe for concurrent use and should return quickly,
+// the same Limiter for the same merchant. A nil result falls back to
+// WithLimiter's, if any. A Limiter that implements CoolDownLimiter hears of
+// the pauses its requests' answers ask for.
+func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
+	return optionFunc(func(cfg *config) { cfg.limits.limiterFunc = fn })
 }
 
 // WithAdaptiveRateLimit paces requests at a rate learned from Spotflow's
@@ -96,28 +111,28 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 }
 
 // RateLimitTransport keeps requests under Spotflow's limits instead of
-// bouncing off them. Always: a 429 with Retry-After holds back every request
-// through the transport until the time passes (a shared cool-down, never
-// shortened by a later, shorter Retry-After), and so does
+// bouncing off them. Always: a 429 with Retry-After holds back the requests
+// with the same credential to the same host until the time passes (a shared
+// cool-down, never shortened by a later, shorter Retry-After), and so does
 // X-RateLimit-Remaining 0 until X-RateLimit-Reset. Optionally: a token
-// bucket (WithRateLimit and the presets), a Limiter of yours (WithLimiter),
-// and adaptive pacing (WithAdaptiveRateLimit).
+// bucket (WithRateLimit and the presets), a bucket per key at its preset
+// (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
+// credential with WithLimiterFunc), and adaptive pacing per credential
+// (WithAdaptiveRateLimit).
 //
-// No request waits longer than the retry cap (WithMaxRetryAfter) or past its
-// context's deadline: it fails at once with an *Error matching ErrRateLimit
-// (and context.DeadlineExceeded for the deadline), its body closed.
+// No request waits for a cool-down or hold longer than the retry cap
+// (WithMaxRetryAfter), counted over the whole wait, or past its context's
+// deadline: it fails at once with an *Error matching ErrRateLimit (and
+// context.DeadlineExceeded for the deadline), its body closed. Bucket waits
+// are bounded by the deadline alone, and a Limiter of yours by its own rules.
 //
 // A RateLimitTransport is safe for concurrent use by multiple goroutines. It
 // starts no goroutines.
 type RateLimitTransport struct {
-	base     http.RoundTripper
-	cfg      *config
-	until    atomic.Int64 // end of the cool-down, Unix nanoseconds; 0 for none
-	bucket   *rate.Limiter
-	test     *rate.Limiter // WithRateLimitByKey
-	live     *rate.Limiter
-	limiter  Limiter
-	adaptive *adaptiveLimiter
+	base    http.RoundTripper
+	cfg     *config
+	bucket  *rate.Limiter
+	limiter Limiter
 }
 
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
@@ -135,24 +150,22 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	if l.rate != 0 || l.burst != 0 {
 		t.bucket = rate.NewLimiter(l.rate, l.burst)
 	}
-	if l.byKey {
-		t.test = rate.NewLimiter(TestKeyRate, TestKeyBurst)
-		t.live = rate.NewLimiter(LiveKeyRate, LiveKeyBurst)
-	}
 	if rl, ok := l.limiter.(*rate.Limiter); ok && t.bucket == nil {
 		t.bucket = rl
 	} else {
 		t.limiter = l.limiter
-	}
-	if l.adaptive {
-		t.adaptive = newAdaptiveLimiter(l.ceiling)
 	}
 	return t
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.admit(req); err != nil {
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
+	}
+	s := t.cfg.scopes.scopeOf(req)
+	lim := t.limiterFor(req)
+	if err := t.admit(req, s, lim); err != nil {
 		closeBody(req)
 		if c := callOf(req); c != nil && c.attempts > 0 {
 			c.attempts-- // counted by the retry layer, but never sent
@@ -160,105 +173,138 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	var sent time.Time
-	if t.adaptive != nil {
+	if s.adaptive != nil {
 		sent = t.cfg.clock.Now()
+	}
+	if o := t.cfg.obs; o != nil && o.AttemptSent != nil {
+		t.cfg.attemptSent(req)
 	}
 	resp, err := send(t.base, req)
 	if err == nil {
-		t.observe(req.Context(), resp, sent)
+		t.observe(req, s, lim, resp, sent)
 	}
 	return resp, err
 }
 
-// admit waits until req may be sent.
-func (t *RateLimitTransport) admit(req *http.Request) error {
+// limiterFor is the Limiter of yours that paces req, nil if none.
+func (t *RateLimitTransport) limiterFor(req *http.Request) Limiter {
+	if f := t.cfg.limits.limiterFunc; f != nil {
+		var l Limiter
+		callOf(req).hook(func() { l = f(req) })
+		if l != nil {
+			return l
+		}
+	}
+	return t.limiter
+}
+
+// admit waits until req, of scope s, may be sent.
+func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) error {
 	ctx := req.Context()
-	// A 429 to another request may extend the cool-down while this one
-	// waits: look again after each wait. The cap bounds the whole wait.
-	for waited := time.Duration(0); ; {
-		u := t.until.Load()
-		if u == 0 {
-			break
-		}
-		now := t.cfg.clock.Now()
-		d := time.Duration(u - now.UnixNano())
-		if d <= 0 {
-			t.until.CompareAndSwap(u, 0) // over: back to the fast path
-			break
-		}
-		if err := t.wait(ctx, now, d, waited); err != nil {
-			return err
-		}
-		waited += d
+	if err := ctx.Err(); err != nil {
+		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+	}
+	if err := t.waitPauses(req, s); err != nil {
+		return err
 	}
 	if t.bucket != nil {
-		if err := t.reserve(ctx, t.bucket); err != nil {
+		if err := t.reserve(req, RateLimitTokenBucket, t.bucket); err != nil {
 			return err
 		}
 	}
-	if t.test != nil {
-		if lim := t.keyBucket(req); lim != nil {
-			if err := t.reserve(ctx, lim); err != nil {
-				return err
-			}
-		}
-	}
-	if t.adaptive != nil {
-		if err := t.reserve(ctx, t.adaptive.lim); err != nil {
+	if s.keyBucket != nil {
+		if err := t.reserve(req, RateLimitTokenBucket, s.keyBucket); err != nil {
 			return err
 		}
 	}
-	if t.limiter != nil {
-		if err := t.limiter.Wait(ctx); err != nil {
+	if s.adaptive != nil {
+		if err := t.reserve(req, RateLimitAdaptive, s.adaptive.lim); err != nil {
+			return err
+		}
+	}
+	if lim != nil {
+		var start time.Time
+		if t.cfg.obs != nil {
+			start = t.cfg.clock.Now()
+		}
+		if err := lim.Wait(ctx); err != nil {
 			e := &Error{Category: CategoryRetry, Err: err, kind: ErrRateLimit, local: true}
 			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 				e.Err = errors.Join(err, cerr)
 			}
+			if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+				t.cfg.rateLimitRefused(req, RateLimitLimiter, 0, e.Err)
+			}
 			return e
+		}
+		if o := t.cfg.obs; o != nil && o.RateLimitWaited != nil {
+			t.cfg.rateLimitWaited(req, RateLimitLimiter, t.cfg.clock.Now().Sub(start))
 		}
 	}
 	return nil
 }
 
-// keyBucket picks the preset bucket for the key in req's Authorization
-// header. The key itself is not kept.
-func (t *RateLimitTransport) keyBucket(req *http.Request) *rate.Limiter {
-	auth := strings.TrimSpace(req.Header.Get("Authorization"))
-	if len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
-		auth = strings.TrimSpace(auth[7:])
+// waitPauses waits out the scope's cool-down and hold. A 429 to another
+// request may extend them while this one waits: look again after each wait.
+// The cap bounds the whole wait.
+func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) error {
+	for waited := time.Duration(0); ; {
+		cool, hold := s.coolUntil.Load(), s.holdUntil.Load()
+		u, kind := cool, RateLimitCoolDown
+		if hold > cool {
+			u, kind = hold, RateLimitHold
+		}
+		if u == 0 {
+			return nil
+		}
+		now := t.cfg.clock.Now()
+		d := time.Duration(u - now.UnixNano())
+		if d <= 0 {
+			// Over: back to the fast path.
+			s.coolUntil.CompareAndSwap(u, 0)
+			s.holdUntil.CompareAndSwap(u, 0)
+			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
+				return nil
+			}
+			continue
+		}
+		if err := t.wait(req, kind, now, d, waited); err != nil {
+			return err
+		}
+		waited += d
 	}
-	switch {
-	case strings.HasPrefix(auth, "sk_test_"):
-		return t.test
-	case strings.HasPrefix(auth, "sk_live_"):
-		return t.live
-	}
-	return nil
 }
 
 // reserve takes a token from lim, on the transport's clock, waiting for it
 // if need be.
-func (t *RateLimitTransport) reserve(ctx context.Context, lim *rate.Limiter) error {
+func (t *RateLimitTransport) reserve(req *http.Request, kind RateLimitKind, lim *rate.Limiter) error {
 	now := t.cfg.clock.Now()
 	if lim.AllowN(now, 1) {
 		return nil
 	}
 	r := lim.ReserveN(now, 1)
 	if !r.OK() {
+		if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+			t.cfg.rateLimitRefused(req, kind, 0, errBurstZero)
+		}
 		return &Error{Category: CategoryRetry, Err: errBurstZero, kind: ErrRateLimit, local: true}
 	}
-	if err := t.wait(ctx, now, r.DelayFrom(now), 0); err != nil {
+	if err := t.wait(req, kind, now, r.DelayFrom(now), 0); err != nil {
 		r.CancelAt(t.cfg.clock.Now())
 		return err
 	}
 	return nil
 }
 
-// wait holds a request that has already waited for waited back for d more,
-// or fails at once if the whole wait would be over the cap or d past the
-// deadline.
-func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited time.Duration) error {
+// wait holds req, which has already waited for waited, back for d more for
+// kind, or fails at once if the whole wait would be over the cap or d past
+// the deadline.
+func (t *RateLimitTransport) wait(req *http.Request, kind RateLimitKind, now time.Time, d, waited time.Duration) error {
+	ctx := req.Context()
 	refuse := func(err error) error {
+		if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+			t.cfg.rateLimitRefused(req, kind, d, err)
+		}
 		return &Error{Category: CategoryRetry, RetryAfter: d, Err: err, kind: ErrRateLimit, local: true}
 	}
 	if waited+d > t.cfg.maxRetryAfter {
@@ -270,32 +316,44 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited 
 	if err := t.cfg.clock.Sleep(ctx, d); err != nil {
 		return refuse(err)
 	}
+	if o := t.cfg.obs; o != nil && o.RateLimitWaited != nil {
+		t.cfg.rateLimitWaited(req, kind, d)
+	}
 	return nil
 }
 
-// observe learns from a response: a 429's Retry-After and an exhausted
-// X-RateLimit-Remaining start or extend the cool-down; adaptive mode counts
-// admissions and throttles.
-func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, sent time.Time) {
+// observe learns from a response to a request of scope s: a 429's
+// Retry-After starts or extends the scope's cool-down, an exhausted
+// X-RateLimit-Remaining its hold; adaptive mode counts admissions and
+// throttles.
+func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	ctx := req.Context()
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
 		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
-			t.coolDown(ctx, now.Add(d))
+			until := now.Add(d)
+			if extend(&s.coolUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+				t.cfg.coolDownStarted(req, RateLimitCoolDown, now, until, resp)
+			}
+			tellLimiter(ctx, lim, until)
 		}
-		if t.adaptive != nil {
-			t.adaptive.throttled(now, sent, d)
+		if s.adaptive != nil {
+			s.adaptive.throttled(now, sent, d)
 		}
-	} else if t.adaptive != nil {
-		t.adaptive.admitted(t.cfg.clock.Now(), sent)
+	} else if s.adaptive != nil {
+		s.adaptive.admitted(t.cfg.clock.Now(), sent)
 	}
 	// Canonical keys: no allocation on the hot path.
 	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
 		if reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64); err == nil {
 			now := t.cfg.clock.Now()
-			until := time.Unix(reset, 0)
-			if until.After(now) && until.Sub(now) <= maxCoolDown {
-				t.coolDown(ctx, until)
+			if reset > now.Unix() && reset-now.Unix() <= int64(maxCoolDown/time.Second) {
+				until := time.Unix(reset, 0)
+				if extend(&s.holdUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+					t.cfg.coolDownStarted(req, RateLimitHold, now, until, resp)
+				}
+				tellLimiter(ctx, lim, until)
 			}
 		}
 	}
@@ -306,17 +364,25 @@ func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, s
 // taken for a mistake and ignored (the response still goes back with it).
 const maxCoolDown = time.Hour
 
-// coolDown makes sure nothing is sent before until; it never shortens a
-// cool-down already set.
-func (t *RateLimitTransport) coolDown(ctx context.Context, until time.Time) {
-	u := until.UnixNano()
+// extend makes sure *until is at least t; it never shortens a pause
+// already set. It reports whether it moved *until.
+func extend(until *atomic.Int64, t time.Time) bool {
+	u := t.UnixNano()
 	for {
-		cur := t.until.Load()
-		if cur >= u || t.until.CompareAndSwap(cur, u) {
-			break
+		cur := until.Load()
+		if cur >= u {
+			return false
+		}
+		if until.CompareAndSwap(cur, u) {
+			return true
 		}
 	}
-	if s, ok := t.limiter.(CoolDownLimiter); ok {
+}
+
+// tellLimiter passes a pause on to a Limiter that wants to know, such as
+// one shared by many processes.
+func tellLimiter(ctx context.Context, lim Limiter, until time.Time) {
+	if s, ok := lim.(CoolDownLimiter); ok {
 		s.CoolDown(ctx, until)
 	}
 }

@@ -23,11 +23,10 @@ import (
 // attempt.
 //
 // A RetryTransport is safe for concurrent use by multiple goroutines; its
-// retry budget is shared by all of them.
+// retry budget is kept per host and shared by all calls to that host.
 type RetryTransport struct {
-	base   http.RoundTripper
-	cfg    *config
-	budget *retryBudget
+	base http.RoundTripper
+	cfg  *config
 }
 
 var _ http.RoundTripper = (*RetryTransport)(nil)
@@ -39,7 +38,7 @@ func NewRetryTransport(base http.RoundTripper, opts ...Option) *RetryTransport {
 }
 
 func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
-	return &RetryTransport{base: baseOrDefault(base), cfg: cfg, budget: newRetryBudget(cfg.retryBudget)}
+	return &RetryTransport{base: baseOrDefault(base), cfg: cfg}
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
@@ -117,6 +116,9 @@ func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 
 // RoundTrip implements http.RoundTripper.
 func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
+	}
 	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)
 	if owner {
@@ -125,116 +127,243 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// retrier is the state of one call's attempts in the retry layer.
+type retrier struct {
+	t       *RetryTransport
+	c       *call
+	req     *http.Request // the request as the layer got it
+	ctx     context.Context
+	budget  *retryBudget
+	hasBody bool
+	bo      backoff.BackOff
+
+	// The last failed answer, held (its body usually already read whole
+	// and closed) until the next attempt has one, so that if the layers
+	// below refuse to send the retry, the caller still gets it.
+	prev     *http.Response
+	prevErr  *Error
+	prevConn error
+}
+
 func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	c.budget = t.budget
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	var bo backoff.BackOff
-	// prev is the last failed response, held (its body usually already
-	// read whole and closed) until the next attempt has an answer, so that
-	// if the layers below refuse to send it, the caller still gets it.
-	var prev *http.Response
-	var prevErr *Error
-	var prevConn error // the last attempt's connection error, likewise
+	rt := retrier{t: t, c: c, req: req, ctx: req.Context(), hasBody: req.Body != nil && req.Body != http.NoBody}
+	if c.key != "" && resendable(req) {
+		c.traceResends()
+	}
 	r := req
 	for attempt := 1; ; attempt++ {
+		if err := rt.ctx.Err(); err != nil && attempt == 1 {
+			closeBody(r) // the caller gave up before anything was sent
+			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+		}
 		c.attempts++
+		c.delivered = 0
 		resp, err := send(t.base, r)
-		if attempt > 1 && err != nil && errors.As(err, new(*Error)) {
+		if c.resent() {
+			c.maybeSent = true
+		}
+		if attempt > 1 && isLocal(err) {
 			// Refused below us: the retry never left. Keep the answer we had.
-			t.budget.refund(1)
-			if prev != nil {
-				c.resp, c.err = prev, prevErr
-				return prev, nil
-			}
-			if prevConn != nil {
-				return nil, prevConn
+			if resp, kerr, ok := rt.keepPrevious(); ok {
+				rt.refused(err)
+				return resp, kerr
 			}
 		}
-		if prev != nil {
-			discard(prev)
-			prev = nil
-		}
-		prevConn = nil
-		var e *Error // the failed attempt, nil for a success
-		sent := true
-		if err == nil {
-			if resp.StatusCode < 400 && t.cfg.check == nil {
-				t.budget.succeeded(attempt)
-				c.resp, c.err = resp, nil
-				return resp, nil
-			}
-			e = classifyResponse(t.cfg, resp)
-			c.resp, c.err = resp, e
-			if e == nil {
-				t.budget.succeeded(attempt)
-				return resp, nil
-			}
-			if e.Category != CategoryRetry {
-				return resp, nil
-			}
-			c.maybeSent = c.maybeSent || e.Uncertain
-			// A 429 says the request was refused, not processed: repeating
-			// it is safe whatever the method.
-			sent = resp.StatusCode != http.StatusTooManyRequests
-		} else {
-			if errors.As(err, new(*Error)) || ctx.Err() != nil {
-				return nil, err // refused below us, or the caller gave up
-			}
-			var transient bool
-			sent, transient = connErrorInfo(err)
-			c.maybeSent = c.maybeSent || sent
-			if !transient {
-				return nil, err
-			}
-			e = &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}
-		}
-
-		// Decide whether, and after how long, to send it again.
-		if attempt >= t.cfg.maxAttempts ||
-			hasBody && req.GetBody == nil ||
-			sent && !t.repeatable(req) {
-			return resp, err
-		}
-		if bo == nil {
-			bo = t.cfg.newBackoff()
-		}
-		wait, ok := t.delay(e, bo)
-		if !ok || !t.fitsDeadline(ctx, wait) || !t.budget.take() {
-			return resp, err
-		}
-		next := req.WithContext(ctx)
-		if hasBody {
-			body, gerr := req.GetBody()
-			if gerr != nil || body == nil {
-				t.budget.refund(1)
+		rt.dropPrevious()
+		e, sent := rt.judge(attempt, resp, err)
+		if e != nil && e.unread {
+			resp, err = nil, e // the response is gone with its body
+			if cerr := rt.ctx.Err(); cerr != nil {
+				rt.stop(stopReasonOf(cerr, StopCanceled), e, 0, cerr)
 				return resp, err
 			}
-			next.Body = body
 		}
-		t.retrying(c, req, attempt, wait, e)
-		if resp != nil && !readWhole(resp) {
-			// Its connection is still in use: let it go before waiting, or
-			// the next attempt may wait for it (MaxConnsPerHost).
-			discard(resp)
-			resp = nil
+		if e == nil {
+			return resp, err
 		}
-		if serr := t.cfg.clock.Sleep(ctx, wait); serr != nil {
-			t.budget.refund(1)
-			closeBody(next)
-			if resp != nil {
-				discard(resp)
-			}
-			w := *e
-			w.Err = serr
-			return nil, &w
+		next, wait, ok := rt.admit(attempt, e, sent)
+		if !ok {
+			return resp, err
 		}
-		prev, prevErr = resp, e
-		if resp == nil {
-			prevConn = err
+		if o := t.cfg.obs; o != nil && o.RetryScheduled != nil {
+			t.cfg.retrying(c, rt.req, attempt, wait, e)
+		}
+		if resp, err, ok := rt.wait(next, wait, resp, err, e); !ok {
+			return resp, err
 		}
 		r = next
 	}
+}
+
+// resendable reports whether net/http itself may send req again on a dead
+// keep-alive connection although its method is not idempotent: it does for
+// a request with an Idempotency-Key or X-Idempotency-Key header.
+func resendable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return headerKey(req.Header, "") != ""
+}
+
+// isLocal reports whether err is an answer made by a layer of this package
+// without sending anything.
+func isLocal(err error) bool {
+	var e *Error
+	return err != nil && errors.As(err, &e)
+}
+
+// keepPrevious returns the answer held from the previous attempt after the
+// layers below refused to send the retry, and false if there is none.
+func (rt *retrier) keepPrevious() (*http.Response, error, bool) {
+	rt.budgetOf().refund(1)
+	if rt.prev != nil {
+		rt.c.resp, rt.c.err = rt.prev, rt.prevErr
+		return rt.prev, nil, true
+	}
+	if rt.prevConn != nil {
+		return nil, rt.prevConn, true
+	}
+	return nil, nil, false
+}
+
+func (rt *retrier) dropPrevious() {
+	if rt.prev != nil {
+		discard(rt.prev)
+		rt.prev = nil
+	}
+	rt.prevConn = nil
+}
+
+// budgetOf is the retry budget of the call's host.
+func (rt *retrier) budgetOf() *retryBudget {
+	if rt.budget == nil {
+		rt.budget = rt.c.scopeIn(rt.t.cfg.scopes, rt.req).host.budget
+	}
+	return rt.budget
+}
+
+// judge tells what an attempt's answer means for the call: nil if it is
+// final (a success, an answer not to retry, an error that cannot be
+// helped), else the failure to retry and whether the request may have been
+// processed.
+func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error, sent bool) {
+	c := rt.c
+	if err != nil {
+		if isLocal(err) || rt.ctx.Err() != nil {
+			return nil, false // refused below us, or the caller gave up
+		}
+		sent, transient := connErrorInfo(err)
+		c.maybeSent = c.maybeSent || sent
+		if !transient {
+			rt.stop(StopPermanent, nil, 0, err)
+			return nil, false
+		}
+		return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}, sent
+	}
+	if resp.StatusCode < 400 && rt.t.cfg.check == nil {
+		rt.budgetOf().succeeded(attempt)
+		c.resp, c.err = resp, nil
+		return nil, false
+	}
+	e = classifyResponse(rt.t.cfg, resp)
+	if e != nil && e.unread {
+		c.resp, c.err, c.maybeSent = nil, nil, true
+		return e, true
+	}
+	c.resp, c.err = resp, e
+	if e == nil {
+		rt.budgetOf().succeeded(attempt)
+		return nil, false
+	}
+	if e.Category != CategoryRetry {
+		return nil, false
+	}
+	c.maybeSent = c.maybeSent || e.Uncertain
+	// A 429 says the request was refused, not processed: repeating it is
+	// safe whatever the method.
+	return e, resp.StatusCode != http.StatusTooManyRequests
+}
+
+// admit decides whether the failure e is retried, after how long, and with
+// which request.
+func (rt *retrier) admit(attempt int, e *Error, sent bool) (next *http.Request, wait time.Duration, ok bool) {
+	t, req := rt.t, rt.req
+	if attempt >= t.cfg.maxAttempts {
+		return rt.stop(StopMaxAttempts, e, 0, nil)
+	}
+	if rt.hasBody && req.GetBody == nil || sent && !t.repeatable(req) {
+		return rt.stop(StopNotRepeatable, e, 0, nil)
+	}
+	if rt.bo == nil {
+		rt.bo = t.cfg.newBackoff()
+	}
+	wait, ok = t.delay(e, rt.bo)
+	switch {
+	case !ok && e.RetryAfter > t.cfg.maxRetryAfter:
+		return rt.stop(StopRetryAfterOverCap, e, e.RetryAfter, nil)
+	case !ok:
+		return rt.stop(StopMaxAttempts, e, 0, nil) // the backoff said stop
+	case !t.fitsDeadline(rt.ctx, wait):
+		return rt.stop(StopDeadline, e, wait, nil)
+	case !rt.budgetOf().take():
+		return rt.stop(StopBudgetEmpty, e, 0, nil)
+	}
+	next = req.WithContext(rt.ctx)
+	if rt.hasBody {
+		body, err := req.GetBody()
+		if err != nil || body == nil {
+			rt.budgetOf().refund(1)
+			return rt.stop(StopNotRepeatable, e, 0, err)
+		}
+		next.Body = body
+	}
+	return next, wait, true
+}
+
+// wait waits before sending next, holding the failed answer (resp, err) of
+// the attempt before. It returns what the call answers if the wait is cut
+// short, and false.
+func (rt *retrier) wait(next *http.Request, wait time.Duration, resp *http.Response, err error, e *Error) (*http.Response, error, bool) {
+	if resp != nil && !readWhole(resp) {
+		// Its connection is still in use: let it go before waiting, or the
+		// next attempt may wait for it (MaxConnsPerHost).
+		discard(resp)
+		resp = nil
+	}
+	if serr := rt.t.cfg.clock.Sleep(rt.ctx, wait); serr != nil {
+		rt.stop(stopReasonOf(serr, StopCanceled), e, wait, serr)
+		rt.budgetOf().refund(1)
+		closeBody(next)
+		if resp != nil {
+			discard(resp)
+		}
+		w := *e
+		w.Err = serr
+		return nil, &w, false
+	}
+	rt.prev, rt.prevErr = resp, e
+	if resp == nil {
+		rt.prevConn = err
+	}
+	return nil, nil, true
+}
+
+// stop reports that the call stops retrying after the failed attempt e,
+// for reason, and returns admit's answer for that.
+func (rt *retrier) stop(reason StopReason, e *Error, wait time.Duration, err error) (*http.Request, time.Duration, bool) {
+	if o := rt.t.cfg.obs; o != nil && o.RetriesStopped != nil {
+		rt.t.cfg.stopped(rt.c, rt.req, reason, e, wait, err)
+	}
+	return nil, 0, false
+}
+
+// refused reports that the layers below refused to send a retry, with
+// refusal, a local *Error.
+func (rt *retrier) refused(refusal error) {
+	var r *Error
+	errors.As(refusal, &r)
+	rt.stop(stopReasonOf(r.Err, StopRateLimited), rt.prevErr, r.RetryAfter, r.Err)
 }
 
 // delay is the wait before the next attempt after e, and false when e must
@@ -266,14 +395,6 @@ func (t *RetryTransport) delay(e *Error, bo backoff.BackOff) (time.Duration, boo
 func (t *RetryTransport) fitsDeadline(ctx context.Context, d time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || t.cfg.clock.Now().Add(d).Before(dl)
-}
-
-func (t *RetryTransport) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
-	if o := t.cfg.obs; o != nil && o.RetryScheduled != nil {
-		ev := RetryEvent{RequestInfo: requestInfo(req), Reason: retryReason(e), Attempt: attempt, Wait: wait,
-			StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
-		c.hook(func() { o.RetryScheduled(c.Context, ev) })
-	}
 }
 
 func unwrapConn(e *Error) error {
@@ -331,12 +452,40 @@ func connErrorInfo(err error) (sent, transient bool) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return true, false
 	}
+	if sent, ok := http2ErrorInfo(err); ok {
+		return sent, true
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
 		return true, true
 	}
 	return true, false // unknown: assume the worst, do not repeat
+}
+
+// http2ErrorInfo tells of an error from net/http's HTTP/2 client whether the
+// request may have been processed, and false if err is not one. The error
+// types are unexported, so their messages, stable for years, are read:
+//   - a stream the server refused (REFUSED_STREAM), or one above a GOAWAY's
+//     last stream id, was never processed;
+//   - a stream reset after the request was written (a handler's panic gives
+//     INTERNAL_ERROR), a GOAWAY followed by a close (the stream is at or below
+//     the GOAWAY's last stream id, or net/http would have sent it again
+//     itself), or a connection lost may have been.
+func http2ErrorInfo(err error) (sent, ok bool) {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "stream error: stream ID ") && strings.Contains(msg, "; REFUSED_STREAM"):
+		return false, true
+	case strings.Contains(msg, "stream error: stream ID "),
+		strings.Contains(msg, "http2: server sent GOAWAY and closed the connection"),
+		strings.Contains(msg, "http2: client connection lost"),
+		strings.Contains(msg, "http2: client connection force closed"):
+		return true, true
+	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"):
+		return false, true // above the last stream id: never taken
+	}
+	return false, false
 }
 
 // retryBudget is a token bucket of retries, counted in fifths of a retry so
@@ -382,6 +531,9 @@ func (b *retryBudget) succeeded(attempt int) {
 	}
 	b.add(1)
 }
+
+// full reports whether no retry is spent (a disabled budget is always full).
+func (b *retryBudget) full() bool { return b == nil || b.tokens.Load() >= b.max }
 
 // available is how many retries b has left, -1 for no budget.
 func (b *retryBudget) available() float64 {

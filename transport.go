@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync/atomic"
 )
 
 // Transport is the whole Spotflow error policy as one http.RoundTripper.
@@ -18,9 +17,9 @@ import (
 // whatever its status; ErrorOf tells what a response means. WithErrors
 // changes that.
 type Transport struct {
-	next   http.RoundTripper
-	cfg    *config
-	halted atomic.Pointer[Error]
+	next http.RoundTripper // the layers below
+	base http.RoundTripper // for requests outside WithHosts
+	cfg  *config
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -34,7 +33,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	rl := newRateLimitTransport(base, cfg)
 	rt := newRetryTransport(rl, cfg)
 	it := newIdempotencyTransport(rt, cfg)
-	return &Transport{next: it, cfg: cfg}
+	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg}
 }
 
 // WithErrors makes the outermost layer turn a final non-success response
@@ -55,49 +54,72 @@ func WithOnEscalate(fn func(context.Context, *Error)) Option {
 	return optionFunc(func(cfg *config) { cfg.onEscalate = fn })
 }
 
-// WithHaltOnEscalate makes a Transport stop sending after an authentication
-// failure (any 401): every later request is answered locally, without the
-// network, with that *Error (Attempts 0) until Resume is called. A revoked
-// key then costs one request, not one per call.
+// WithHaltOnEscalate makes a Transport stop sending with a credential after
+// an authentication failure (any 401): every later request with the same
+// Authorization header to the same host is answered locally, without the
+// network, with that *Error (Attempts 0, not Uncertain) until Resume is
+// called. A revoked key then costs one request, not one per call; other
+// keys and other hosts are not affected. Only [Transport] reads it.
 func WithHaltOnEscalate() Option {
 	return optionFunc(func(cfg *config) { cfg.haltOnEscalate = true })
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e := t.halted.Load(); e != nil {
-		closeBody(req)
-		h := *e
-		h.Attempts, h.IdempotencyKey = 0, ""
-		return nil, &h
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
 	}
 	c, r, owner := begin(req, t.cfg)
+	if owner && t.cfg.haltOnEscalate {
+		if e := c.scopeIn(t.cfg.scopes, r).halted.Load(); e != nil {
+			closeBody(req)
+			c.done = true
+			h := haltedError(e)
+			if t.cfg.obs != nil {
+				t.cfg.refusedByHalt(c, h)
+			}
+			return nil, h
+		}
+	}
 	resp, err := send(t.next, r)
 	if !owner {
 		return resp, err
 	}
 	resp, err = t.cfg.finish(c, resp, err)
 	if t.cfg.haltOnEscalate {
-		t.haltOn(c, err)
+		t.haltOn(c, r, err)
 	}
 	return resp, err
 }
 
-// Resume lifts a halt set by WithHaltOnEscalate, for instance once the API
-// key has been rotated. It is safe to call at any time.
-func (t *Transport) Resume() { t.halted.Store(nil) }
+// haltedError is the local answer to a request whose credential is halted:
+// the 401 that halted it, as nothing of this call was sent.
+func haltedError(e *Error) *Error {
+	h := *e
+	h.Attempts, h.IdempotencyKey, h.Uncertain, h.RetryAfter, h.local = 0, "", false, 0, true
+	return &h
+}
 
-func (t *Transport) haltOn(c *call, err error) {
+// Resume lifts every halt set by WithHaltOnEscalate, for instance once the
+// API keys have been rotated. It is safe to call at any time.
+func (t *Transport) Resume() {
+	n := t.cfg.scopes.resume()
+	if o := t.cfg.obs; o != nil && o.Resumed != nil {
+		t.cfg.resumed(n)
+	}
+}
+
+// haltOn halts the call's credential on its host after a 401.
+func (t *Transport) haltOn(c *call, req *http.Request, err error) {
 	e := c.err
 	if e == nil {
 		errors.As(err, &e)
 	}
-	if e != nil && e.StatusCode == http.StatusUnauthorized {
+	if e != nil && e.StatusCode == http.StatusUnauthorized && !e.local {
 		h := *e
-		t.halted.Store(&h)
+		c.scopeIn(t.cfg.scopes, req).halted.Store(&h)
 		if o := t.cfg.obs; o != nil && o.Halted != nil {
-			ev := HaltEvent{RequestInfo: requestInfo(c.req), StatusCode: e.StatusCode, Code: e.Code}
-			c.hook(func() { o.Halted(c.Context, ev) })
+			t.cfg.halted(c, req, e)
 		}
 	}
 }
@@ -140,6 +162,11 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 	}
 	if c.resp != resp {
 		c.resp, c.err = resp, classifyResponse(cfg, resp)
+		if c.err != nil && c.err.unread {
+			e := c.err
+			c.resp, c.err = nil, nil
+			return cfg.annotate(c, nil, e)
+		}
 	}
 	e := c.err
 	if e == nil {

@@ -34,7 +34,8 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, server []spotflowtest.Option, opts ...spotflowhttp.Option) *harness {
-	clock := spotflowtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	// Now, not a fixed date: context deadlines are on the real clock.
+	clock := spotflowtest.NewClock(time.Now())
 	srv := spotflowtest.NewServer(append([]spotflowtest.Option{spotflowtest.WithClock(clock.Now)}, server...)...)
 	t.Cleanup(srv.Close)
 	reader := sdkmetric.NewManualReader()
