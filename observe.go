@@ -474,7 +474,7 @@ func (cfg *config) callDone(c *call, resp *http.Response, err error) {
 		ev.RetryBudget = c.scope.host.budget.available()
 	}
 	if err != nil {
-		errors.As(err, &ev.Error)
+		ev.Error, _ = err.(*Error) // annotate returns nothing else
 	} else if c.resp == resp {
 		ev.Error = c.err
 	}

@@ -36,10 +36,12 @@ package otelspotflow
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -144,15 +146,13 @@ type recorder struct {
 	refusals     metric.Int64Counter
 	budget       metric.Float64Gauge
 
-	// calls caches the attribute sets of calls, which every call needs:
-	// building one sorts and allocates. Its keys are bounded like the
-	// attributes; maxCached bounds it all the same.
-	calls sync.Map // callKey → metric.MeasurementOption
-	size  sync.Mutex
-	n     int
+	// Every call records with the attributes of its kind of call, and of
+	// its host for the budget: building a set sorts and allocates, so the
+	// sets are kept, in maps that are copied on write (rare: the keys are
+	// as bounded as the attributes) and read without a lock.
+	calls cache[callKey]
+	hosts cache[string]
 }
-
-const maxCached = 1024
 
 type callKey struct {
 	method, host string
@@ -162,29 +162,59 @@ type callKey struct {
 }
 
 func (r *recorder) callDone(ctx context.Context, ev spotflowhttp.CallEvent) {
-	k := callKey{ev.Method, ev.Host, ev.Category, ev.Outcome, ev.StatusCode}
-	opt, ok := r.calls.Load(k)
-	if !ok {
-		attrs := append(request(ev.RequestInfo, 5),
+	o := r.calls.get(callKey{ev.Method, ev.Host, ev.Category, ev.Outcome, ev.StatusCode}, func() []attribute.KeyValue {
+		attrs := append(request(ev.RequestInfo, 3),
 			CategoryKey.String(ev.Category.String()), OutcomeKey.String(string(ev.Outcome)))
 		if ev.StatusCode != 0 {
 			attrs = append(attrs, statusKey.Int(ev.StatusCode))
 		}
-		opt = metric.WithAttributeSet(attribute.NewSet(attrs...))
-		r.size.Lock()
-		if r.n < maxCached {
-			if _, loaded := r.calls.LoadOrStore(k, opt); !loaded {
-				r.n++
-			}
-		}
-		r.size.Unlock()
-	}
-	o := opt.(metric.MeasurementOption)
-	r.callDuration.Record(ctx, ev.Duration.Seconds(), o)
-	r.callAttempts.Record(ctx, int64(ev.Attempts), o)
+		return attrs
+	})
+	r.callDuration.Record(ctx, ev.Duration.Seconds(), o...)
+	r.callAttempts.Record(ctx, int64(ev.Attempts), o...)
 	if ev.RetryBudget >= 0 {
-		r.budget.Record(ctx, ev.RetryBudget, metric.WithAttributes(server(ev.Host, nil)...))
+		h := r.hosts.get(ev.Host, func() []attribute.KeyValue { return server(ev.Host, nil) })
+		r.budget.Record(ctx, ev.RetryBudget, h...)
 	}
+}
+
+// cache keeps the options of each attribute set it was asked for, up to
+// maxCached; past that it builds them afresh each time. The options are a
+// slice so that passing them costs no allocation.
+type cache[K comparable] struct {
+	m  atomic.Pointer[map[K][]metric.RecordOption]
+	mu sync.Mutex // serializes writers
+}
+
+const maxCached = 1024
+
+func (c *cache[K]) get(k K, attrs func() []attribute.KeyValue) []metric.RecordOption {
+	if m := c.m.Load(); m != nil {
+		if o, ok := (*m)[k]; ok {
+			return o
+		}
+	}
+	o := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs()...))}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxCached {
+		return o
+	}
+	m := make(map[K][]metric.RecordOption, 1+lenOf(old))
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	m[k] = o
+	c.m.Store(&m)
+	return o
+}
+
+func lenOf[K comparable, V any](m *map[K]V) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 func (r *recorder) retryScheduled(ctx context.Context, ev spotflowhttp.RetryEvent) {
@@ -222,8 +252,10 @@ func request(ri spotflowhttp.RequestInfo, extra int) []attribute.KeyValue {
 func server(host string, attrs []attribute.KeyValue) []attribute.KeyValue {
 	u := url.URL{Host: host}
 	attrs = append(attrs, hostKey.String(strings.ToLower(u.Hostname())))
-	if p, err := strconv.Atoi(u.Port()); err == nil {
-		attrs = append(attrs, portKey.Int(p))
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err == nil {
+			attrs = append(attrs, portKey.Int(n))
+		}
 	}
 	return attrs
 }
