@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,9 +40,13 @@ type call struct {
 
 	// trace watches a keyed create for net/http resending it on its own
 	// (see traceResends); nil for other calls.
+	// The hooks run on net/http's goroutines, possibly after RoundTrip has
+	// returned: hence atomics.
 	trace     *httptrace.ClientTrace
-	delivered int  // requests of the current attempt written whole
-	h2        bool // a connection of the call speaks HTTP/2
+	delivered atomic.Int32 // requests of the current attempt written whole
+	h2        atomic.Bool  // a connection of the call speaks HTTP/2
+
+	journal *journalCall // the call's journal entry, nil if none
 }
 
 type callKey struct{}
@@ -102,7 +107,7 @@ func (c *call) traceResends() {
 	t.GotConn = func(info httptrace.GotConnInfo) {
 		if tc, ok := info.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok &&
 			tc.ConnectionState().NegotiatedProtocol == "h2" {
-			c.h2 = true
+			c.h2.Store(true)
 		}
 		if gotConn != nil {
 			gotConn(info)
@@ -110,7 +115,7 @@ func (c *call) traceResends() {
 	}
 	t.WroteRequest = func(info httptrace.WroteRequestInfo) {
 		if info.Err == nil {
-			c.delivered++
+			c.delivered.Add(1)
 		}
 		if wrote != nil {
 			wrote(info)
@@ -121,7 +126,7 @@ func (c *call) traceResends() {
 
 // resent reports whether net/http delivered the current attempt more than
 // once over HTTP/1.
-func (c *call) resent() bool { return c.delivered > 1 && !c.h2 }
+func (c *call) resent() bool { return c.delivered.Load() > 1 && !c.h2.Load() }
 
 // callOf returns the call req belongs to, or nil.
 func callOf(req *http.Request) *call {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,50 @@ import (
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
+
+// A complete program against spotflowtest, Spotflow in process: the first
+// attempt creates the payment and then loses its connection, so the outcome
+// is unknown; the transport retries with the same idempotency key and
+// Spotflow answers with the payment it already made. The README shows the
+// same program.
+func Example() {
+	sim := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{
+		Schedule: []spotflowtest.Fault{spotflowtest.FaultResetAfterCommit},
+	}))
+	defer sim.Close()
+
+	client := &http.Client{}
+	client.Transport = spotflowhttp.NewTransport(client.Transport)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// amount (minor units), currency and customer.email are required.
+	body := `{"reference":"order-1001","amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sim.BaseURL()+"/payments", strings.NewReader(body))
+	if err != nil {
+		log.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	req.Header.Set("Content-Type", "application/json")
+
+	resp, err := client.Do(req)
+	if err != nil {
+		log.Fatal(err) // no response: errors.As gives the *spotflowhttp.Error
+	}
+	defer resp.Body.Close()
+	if e := spotflowhttp.ErrorOf(resp); e != nil {
+		log.Fatal(e) // a final failure: e.Category says what to do
+	}
+	var payment struct{ Reference, Status string }
+	if err := json.NewDecoder(resp.Body).Decode(&payment); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.StatusCode, payment.Reference, payment.Status)
+	fmt.Println("replayed:", resp.Header.Get("Idempotent-Replayed"), "charges:", sim.Charges("order-1001"))
+	// Output:
+	// 201 order-1001 successful
+	// replayed: true charges: 1
+}
 
 // The policy as a pure lookup.
 func ExampleClassify() {

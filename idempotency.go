@@ -187,6 +187,12 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		if t.cfg.referenceField != "" {
 			r = t.injectReference(c, r, key)
 		}
+		if t.cfg.journal != nil {
+			if err := t.record(c, r, key); err != nil {
+				closeBody(r)
+				return nil, err
+			}
+		}
 	}
 	resp, err := send(t.next, r)
 	if err != nil || !t.cfg.resolveDuplicates {
@@ -459,6 +465,12 @@ func bodyReference(req *http.Request, field string) string {
 	if !ok {
 		return ""
 	}
+	return referenceIn(b, field)
+}
+
+// referenceIn returns the non-empty string value of field in the JSON
+// object b, or "".
+func referenceIn(b []byte, field string) string {
 	var ref string
 	seen := 0
 	topLevel(b, func(name, v []byte) bool {
@@ -493,7 +505,12 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 			fetch.Header = withHeader(fetch.Header, "Authorization", auth[0])
 		}
 	}
-	saved := *c
+	saved := struct {
+		resp      *http.Response
+		err       *Error
+		attempts  int
+		maybeSent bool
+	}{c.resp, c.err, c.attempts, c.maybeSent}
 	resp, err := send(t.next, fetch)
 	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if c.resp != resp {
@@ -512,28 +529,16 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 	return dup
 }
 
-// spotflowResolver builds the fetch for Spotflow's payments and transfers:
-// GET {base}/payments/verify?reference=R and GET {base}/transfers/reference/R.
+// spotflowResolver builds the fetch for Spotflow's payments and transfers
+// (see verifyURL).
 func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Request, error) {
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	ref := bodyReference(create, field)
 	if ref == "" || create.Method != http.MethodPost {
 		return nil, nil
 	}
-	u := *create.URL
-	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
-	path := strings.TrimSuffix(u.Path, "/")
-	switch {
-	case strings.HasSuffix(path, "/payments"):
-		u.Path = path + "/verify"
-		u.RawQuery = url.Values{"reference": {ref}}.Encode()
-	case strings.HasSuffix(path, "/transfers"):
-		u.Path = path + "/reference/" + ref
-		u.RawPath = path + "/reference/" + url.PathEscape(ref)
-	default:
+	u := verifyURL(create.URL, ref)
+	if u == nil {
 		return nil, nil
 	}
 	fetch, err := http.NewRequestWithContext(create.Context(), http.MethodGet, u.String(), nil)
@@ -545,4 +550,28 @@ func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Req
 		fetch.Header.Del(h)
 	}
 	return fetch, nil
+}
+
+// verifyURL returns the URL that fetches by reference R what a POST to
+// create makes: {base}/payments/verify?reference=R for {base}/payments and
+// {base}/payments/initialize, {base}/transfers/reference/R for
+// {base}/transfers; nil for any other endpoint.
+func verifyURL(create *url.URL, ref string) *url.URL {
+	u := *create
+	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+	path := strings.TrimSuffix(u.Path, "/")
+	switch {
+	case strings.HasSuffix(path, "/payments/initialize"):
+		path = strings.TrimSuffix(path, "/initialize")
+		fallthrough
+	case strings.HasSuffix(path, "/payments"):
+		u.Path = path + "/verify"
+		u.RawQuery = url.Values{"reference": {ref}}.Encode()
+	case strings.HasSuffix(path, "/transfers"):
+		u.Path = path + "/reference/" + ref
+		u.RawPath = path + "/reference/" + url.PathEscape(ref)
+	default:
+		return nil
+	}
+	return &u
 }

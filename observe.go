@@ -279,26 +279,26 @@ type ResumeEvent struct {
 	Halts int
 }
 
-// Outcome is how a call ended. The values are few and fixed, fit for a
+// CallOutcome is how a call ended. The values are few and fixed, fit for a
 // metric label.
-type Outcome string
+type CallOutcome string
 
 // The outcomes of [CallEvent].
 const (
-	// OutcomeSuccess: a response that is not an error (2xx, 3xx), or the
+	// CallSuccess: a response that is not an error (2xx, 3xx), or the
 	// existing resource fetched for a duplicate (ReplayOf).
-	OutcomeSuccess Outcome = "success"
-	// OutcomeErrorResponse: a final error response (4xx, 5xx).
-	OutcomeErrorResponse Outcome = "error_response"
-	// OutcomeConnectionError: no response; the network failed.
-	OutcomeConnectionError Outcome = "connection_error"
-	// OutcomeDeadline: the context's deadline passed before an answer.
-	OutcomeDeadline Outcome = "deadline"
-	// OutcomeCanceled: the context was canceled before an answer.
-	OutcomeCanceled Outcome = "canceled"
-	// OutcomeLocal: answered by the stack without the network: a halted
+	CallSuccess CallOutcome = "success"
+	// CallErrorResponse: a final error response (4xx, 5xx).
+	CallErrorResponse CallOutcome = "error_response"
+	// CallConnectionError: no response; the network failed.
+	CallConnectionError CallOutcome = "connection_error"
+	// CallDeadline: the context's deadline passed before an answer.
+	CallDeadline CallOutcome = "deadline"
+	// CallCanceled: the context was canceled before an answer.
+	CallCanceled CallOutcome = "canceled"
+	// CallLocal: answered by the stack without the network: a halted
 	// transport, a refused rate-limit wait, a failed key function.
-	OutcomeLocal Outcome = "local"
+	CallLocal CallOutcome = "local"
 )
 
 // CallEvent reports how a call ended, for Observer.CallDone.
@@ -308,7 +308,7 @@ type CallEvent struct {
 	// 0 if it never was.
 	Attempts int
 	// Outcome is how the call ended.
-	Outcome Outcome
+	Outcome CallOutcome
 	// Category is Spotflow's recovery category of the final answer,
 	// CategoryNone for a success.
 	Category Category
@@ -334,23 +334,23 @@ type CallEvent struct {
 
 // outcomeOf tells how a call ended that the stack answered with e (nil for
 // a success), and with a response or not. A halted transport's answer is
-// OutcomeLocal, which its caller knows.
-func outcomeOf(e *Error, hasResponse bool) Outcome {
+// CallLocal, which its caller knows.
+func outcomeOf(e *Error, hasResponse bool) CallOutcome {
 	switch {
 	case e == nil:
-		return OutcomeSuccess
+		return CallSuccess
 	case hasResponse:
-		return OutcomeErrorResponse
+		return CallErrorResponse
 	case errors.Is(e.Err, context.DeadlineExceeded):
-		return OutcomeDeadline
+		return CallDeadline
 	case errors.Is(e.Err, context.Canceled):
-		return OutcomeCanceled
+		return CallCanceled
 	case e.local:
-		return OutcomeLocal
+		return CallLocal
 	case e.StatusCode != 0:
-		return OutcomeErrorResponse // WithErrors: returned as an error
+		return CallErrorResponse // WithErrors: returned as an error
 	}
-	return OutcomeConnectionError
+	return CallConnectionError
 }
 
 // AttemptsOf returns how many times the call that produced resp was sent,

@@ -191,7 +191,7 @@ func TestObserverRetryReasons(t *testing.T) {
 				t.Errorf("attempts = %+v, want 1 and 2", attempts)
 			}
 			done := only[spotflowhttp.CallEvent](rec)
-			if len(done) != 1 || done[0].Attempts != 2 || done[0].Outcome != spotflowhttp.OutcomeSuccess ||
+			if len(done) != 1 || done[0].Attempts != 2 || done[0].Outcome != spotflowhttp.CallSuccess ||
 				done[0].Category != spotflowhttp.CategoryNone || done[0].StatusCode != 200 || done[0].Duration != tc.wait {
 				t.Errorf("call done = %+v, want 2 attempts, success, status 200, %v", done, tc.wait)
 			}
@@ -280,7 +280,7 @@ func TestObserverStopCanceled(t *testing.T) {
 		t.Errorf("stops = %+v, want one, canceled", stops)
 	}
 	done := only[spotflowhttp.CallEvent](rec)
-	if len(done) != 1 || done[0].Outcome != spotflowhttp.OutcomeCanceled || !done[0].Uncertain {
+	if len(done) != 1 || done[0].Outcome != spotflowhttp.CallCanceled || !done[0].Uncertain {
 		t.Errorf("call done = %+v, want canceled and uncertain (a 503 came back)", done)
 	}
 }
@@ -428,9 +428,9 @@ func TestObserverRateLimitRefusals(t *testing.T) {
 			}
 			done := only[spotflowhttp.CallEvent](rec)
 			last := done[len(done)-1]
-			want := spotflowhttp.OutcomeLocal
+			want := spotflowhttp.CallLocal
 			if tc.err == context.DeadlineExceeded {
-				want = spotflowhttp.OutcomeDeadline
+				want = spotflowhttp.CallDeadline
 			}
 			if last.Attempts != 0 || last.Outcome != want || last.Uncertain {
 				t.Errorf("call done = %+v, want 0 attempts, %s, certain", last, want)
@@ -456,8 +456,8 @@ func TestObserverHaltAndResume(t *testing.T) {
 		t.Errorf("stops = %+v, want one, halted, no attempt", stops)
 	}
 	done := only[spotflowhttp.CallEvent](rec)
-	if len(done) != 2 || done[1].Outcome != spotflowhttp.OutcomeLocal || done[1].Attempts != 0 ||
-		done[1].Category != spotflowhttp.CategoryEscalate || done[0].Outcome != spotflowhttp.OutcomeErrorResponse {
+	if len(done) != 2 || done[1].Outcome != spotflowhttp.CallLocal || done[1].Attempts != 0 ||
+		done[1].Category != spotflowhttp.CategoryEscalate || done[0].Outcome != spotflowhttp.CallErrorResponse {
 		t.Errorf("call done = %+v, want an error response, then a local canned", done)
 	}
 	tr.Resume()

@@ -55,6 +55,11 @@ type config struct {
 	referenceField    string
 	resolveDuplicates bool
 	resolver          func(*http.Request) (*http.Request, error)
+	journal           Journal
+
+	// reconciler
+	verifyAfter       time.Duration
+	reconcileInterval time.Duration
 
 	// rate limiting
 	limits rateLimitConfig
@@ -70,14 +75,16 @@ const (
 
 func newConfig(opts []Option) *config {
 	c := &config{
-		clock:            realClock{},
-		maxAttempts:      DefaultMaxAttempts,
-		newBackoff:       defaultBackoff,
-		serverErrorDelay: DefaultServerErrorDelay,
-		maxRetryAfter:    DefaultMaxRetryAfter,
-		retryBudget:      DefaultRetryBudget,
-		keyHeader:        IdempotencyKeyHeader,
-		keyMethods:       []string{http.MethodPost, http.MethodPatch},
+		clock:             realClock{},
+		maxAttempts:       DefaultMaxAttempts,
+		newBackoff:        defaultBackoff,
+		serverErrorDelay:  DefaultServerErrorDelay,
+		maxRetryAfter:     DefaultMaxRetryAfter,
+		retryBudget:       DefaultRetryBudget,
+		keyHeader:         IdempotencyKeyHeader,
+		keyMethods:        []string{http.MethodPost, http.MethodPatch},
+		verifyAfter:       DefaultVerifyAfter,
+		reconcileInterval: DefaultReconcileInterval,
 	}
 	for _, o := range opts {
 		if o != nil {

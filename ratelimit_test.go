@@ -1,8 +1,10 @@
 package spotflowhttp_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -210,49 +212,80 @@ func spacing(arr []time.Time) []time.Duration {
 	return d
 }
 
-func TestTokenBucket(t *testing.T) {
-	clock := newFakeClock()
-	base := &timedBase{clock: clock}
-	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimit(10, 1))
-	for i := 0; i < 6; i++ {
-		roundTrip(t, tr, context.Background(), "")
+// paced sends n verify requests through tr one after another with the
+// given key, fails the test on any error or non-200, and returns the gaps
+// between their arrivals at base.
+func paced(t *testing.T, tr http.RoundTripper, base *timedBase, key string, n int) []time.Duration {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		resp, err := roundTrip(t, tr, context.Background(), key)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d: %v, %v; want it paced, not refused", i+1, resp, err)
+		}
 	}
-	for i, d := range spacing(base.Arrivals()) {
-		if d < 99*time.Millisecond || d > 101*time.Millisecond {
-			t.Errorf("gap %d = %v, want 100ms", i, d)
+	arr := base.Arrivals()
+	if len(arr) != n {
+		t.Fatalf("%d requests arrived, want %d", len(arr), n)
+	}
+	return spacing(arr)
+}
+
+// checkGaps wants the first burst-1 gaps to be 0 and the rest gap, on the
+// fake clock (within a microsecond of float rounding in x/time/rate).
+func checkGaps(t *testing.T, gaps []time.Duration, burst int, gap time.Duration) {
+	t.Helper()
+	for i, d := range gaps {
+		want := time.Duration(0)
+		if i+1 >= burst {
+			want = gap
+		}
+		if d < want-time.Microsecond || d > want+time.Microsecond {
+			t.Errorf("gap %d = %v, want %v (gaps %v)", i+1, d, want, gaps)
+			return
 		}
 	}
 }
 
-// The presets follow the documented limits; the key is only looked at.
+// A token bucket paces: every request is sent, the burst at once, the rest
+// 1/r apart.
+func TestTokenBucket(t *testing.T) {
+	for _, tt := range []struct {
+		rate  rate.Limit
+		burst int
+		gap   time.Duration
+	}{
+		{10, 1, 100 * time.Millisecond},
+		{10, 3, 100 * time.Millisecond},
+		{0.5, 2, 2 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("%v/s burst %d", tt.rate, tt.burst), func(t *testing.T) {
+			clock := newFakeClock()
+			base := &timedBase{clock: clock}
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimit(tt.rate, tt.burst))
+			checkGaps(t, paced(t, tr, base, "", tt.burst+5), tt.burst, tt.gap)
+		})
+	}
+}
+
+// WithRateLimitByKey paces a key's requests by the documented limit of its
+// kind: sk_test_ keys at the test-key rate, sk_live_ keys at the live-key
+// rate, others not at all. The key is only looked at.
 func TestRateLimitByKey(t *testing.T) {
 	for _, tt := range []struct {
 		key   string
 		burst int
 		gap   time.Duration
 	}{
-		{"sk_test_abc", 10, time.Second},
-		{"sk_live_abc", 30, 200 * time.Millisecond},
+		{"sk_test_abc", spotflowhttp.TestKeyBurst, time.Second},
+		{"sk_live_abc", spotflowhttp.LiveKeyBurst, 200 * time.Millisecond},
 		{"pk_other", 100, 0},
+		{"", 100, 0},
 	} {
-		t.Run(tt.key, func(t *testing.T) {
+		t.Run(cmp.Or(tt.key, "no key"), func(t *testing.T) {
 			clock := newFakeClock()
 			base := &timedBase{clock: clock}
 			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithRateLimitByKey())
-			n := min(tt.burst+3, 100)
-			for i := 0; i < n; i++ {
-				roundTrip(t, tr, context.Background(), tt.key)
-			}
-			gaps := spacing(base.Arrivals())
-			for i, d := range gaps {
-				want := time.Duration(0)
-				if i+1 >= tt.burst {
-					want = tt.gap
-				}
-				if math.Abs(float64(d-want)) > float64(time.Millisecond) {
-					t.Errorf("gap %d = %v, want %v", i, d, want)
-				}
-			}
+			checkGaps(t, paced(t, tr, base, tt.key, min(tt.burst+5, 100)), tt.burst, tt.gap)
 		})
 	}
 }

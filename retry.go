@@ -157,7 +157,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 		}
 		c.attempts++
-		c.delivered = 0
+		c.delivered.Store(0)
 		resp, err := send(t.base, r)
 		if c.resent() {
 			c.maybeSent = true
@@ -416,10 +416,7 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 	if headerKey(req.Header, t.cfg.keyHeader) != "" {
 		return true
 	}
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	return bodyReference(req, field) != ""
 }
 

@@ -397,6 +397,24 @@ func TestRetryBudget(t *testing.T) {
 	}
 }
 
+// A call that succeeds after retrying gets its retries back into the
+// budget, as WithRetryBudget documents: with a budget of two retries, calls
+// that each need two keep succeeding.
+func TestRetryBudgetRefundedOnSuccess(t *testing.T) {
+	base, n := statusBase(503, 503, 200, 503, 503, 200, 503, 503, 200)
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(2))
+	for call := 1; call <= 3; call++ {
+		resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || *n != 3*call {
+			t.Fatalf("call %d: status %d after %d requests in all; want 200 after its third attempt", call, resp.StatusCode, *n)
+		}
+	}
+}
+
 func TestOnRetryOncePerRetryBeforeWait(t *testing.T) {
 	s := newScript(t, unavailable, rateLimited("3"), ok200)
 	clock := newFakeClock()

@@ -155,6 +155,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 		if e.IdempotencyKey == "" {
 			e.IdempotencyKey = c.key
 		}
+		c.endJournal(cfg, e)
 		return nil, e
 	}
 	if resp.Request == nil || callOf(resp.Request) != c {
@@ -170,6 +171,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 	}
 	e := c.err
 	if e == nil {
+		c.endJournal(cfg, nil)
 		return resp, nil
 	}
 	e.Attempts = max(c.attempts, 1)
@@ -177,6 +179,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 	// A final 429 or 4xx says nothing of an earlier attempt that may have
 	// been processed.
 	e.Uncertain = e.Uncertain || c.maybeSent
+	c.endJournal(cfg, e)
 	if cfg.returnErrors && e.Category != CategoryTreatAsSuccess {
 		discard(resp)
 		return nil, e

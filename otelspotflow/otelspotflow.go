@@ -61,7 +61,7 @@ const (
 	// (spotflowhttp.Category.String: none, retry, dont_retry, escalate,
 	// treat_as_success).
 	CategoryKey = attribute.Key("spotflow.category")
-	// OutcomeKey is how a call ended (spotflowhttp.Outcome).
+	// OutcomeKey is how a call ended (spotflowhttp.CallOutcome).
 	OutcomeKey = attribute.Key("spotflow.outcome")
 	// RetryReasonKey is why an attempt was retried
 	// (spotflowhttp.RetryReason).
@@ -157,7 +157,7 @@ type recorder struct {
 type callKey struct {
 	method, host string
 	category     spotflowhttp.Category
-	outcome      spotflowhttp.Outcome
+	outcome      spotflowhttp.CallOutcome
 	status       int
 }
 
