@@ -36,6 +36,11 @@
 // sent, or a 500, 502, 503 or 504) has Error.Uncertain set and carries its
 // key, so that the outcome can be resolved later with the same key.
 //
+// An Observer (WithObserver) sees every attempt, retry, stop, rate-limit wait
+// and call end with the caller's context, for metrics and traces; the
+// otelspotflow module records them as OpenTelemetry metrics. AttemptsOf
+// tells the attempts of any response.
+//
 // Every layer is safe for concurrent use, usable alone, and configured by the
 // same Option list. The stack makes one shallow copy of a request per call
 // and starts no goroutines. Package spotflowtest simulates the Spotflow API
