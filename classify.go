@@ -80,8 +80,12 @@ func classify(extra map[string]Category, status int, code string) Category {
 
 // WithCodeCategory adds or overrides the category of an error code (matched
 // case-insensitively), for codes Spotflow adds later or a policy of your
-// own. It may be given several times.
+// own. It may be given several times. It panics if code is empty or c is
+// not one of the five categories. Every layer that classifies reads it:
+// [Transport], [IdempotencyTransport] and [RetryTransport]. [Classify]
+// does not: it is the default table.
 func WithCodeCategory(code string, c Category) Option {
+	checkCodeCategory(code, c)
 	return optionFunc(func(cfg *config) {
 		m := make(map[string]Category, len(cfg.codes)+1)
 		for k, v := range cfg.codes {
@@ -93,23 +97,26 @@ func WithCodeCategory(code string, c Category) Option {
 }
 
 // ErrUnsuccessful is the error type of a 2xx response that a check given to
-// WithResponseCheck reported as a failure, such as a 200 describing a failed
-// charge.
+// [WithResponseCheck] reported as a failure, such as a 200 describing a
+// failed charge.
 var ErrUnsuccessful = errors.New("spotflow: request processed but unsuccessful")
 
 // WithResponseCheck installs check to look into 2xx responses, because
 // Spotflow may answer 200 for a charge that failed (the body's "status"
 // says so). check receives the response and up to 64 KiB of its body; the
-// response body stays readable with the same bytes. A non-nil *Error it
+// response body stays readable with the same bytes. A non-nil [*Error] it
 // returns (Code, Message, Category and Err are kept; status, attempts and
-// key are filled in) makes ErrorOf report the response as failed, and is
-// retried if its Category is CategoryRetry and the request is safe to
-// repeat. check must be safe for concurrent use and must not keep body.
+// key are filled in) makes [ErrorOf] report the response as failed, matching
+// [ErrUnsuccessful], and is retried if its Category is [CategoryRetry] and
+// the request is safe to repeat. check must be safe for concurrent use and
+// must not keep body. The default, and a nil check, looks at no 2xx body.
+// Every layer that classifies reads it: [Transport],
+// [IdempotencyTransport] and [RetryTransport].
 func WithResponseCheck(check func(resp *http.Response, body []byte) *Error) Option {
 	return optionFunc(func(cfg *config) { cfg.check = check })
 }
 
-// ErrorOf returns the *Error describing resp, or nil if resp is a success.
+// ErrorOf returns the [*Error] describing resp, or nil if resp is a success.
 //
 // For a response that came through this package's transports it returns the
 // annotation made when the response was received, with attempts and

@@ -15,7 +15,7 @@ import (
 )
 
 // IdempotencyKeyHeader is the header that carries a call's idempotency key.
-// Go's http.Transport itself treats a request with this header (or
+// Go's [http.Transport] itself treats a request with this header (or
 // X-Idempotency-Key) as idempotent and may resend it on a keep-alive
 // connection that turns out to be dead; the key makes that safe too.
 const IdempotencyKeyHeader = "Idempotency-Key"
@@ -44,8 +44,8 @@ type IdempotencyTransport struct {
 var _ http.RoundTripper = (*IdempotencyTransport)(nil)
 
 // NewIdempotencyTransport returns the idempotency layer alone on top of base
-// (nil means http.DefaultTransport). Put it outside the retry layer, as
-// NewTransport does, so that one key covers all attempts of one call.
+// (nil means [http.DefaultTransport]). Put it outside the retry layer, as
+// [NewTransport] does, so that one key covers all attempts of one call.
 func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *IdempotencyTransport {
 	return newIdempotencyTransport(base, newConfig(opts))
 }
@@ -54,9 +54,12 @@ func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTr
 	return &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
 }
 
-// WithIdempotencyHeader sets the header that carries the key
-// [IdempotencyKeyHeader].
+// WithIdempotencyHeader sets the header that carries the key. The default
+// is [IdempotencyKeyHeader], which is also what an empty name keeps. It
+// panics if name is not a valid header name. [IdempotencyTransport] sets it;
+// [RetryTransport] reads it to tell whether a POST is safe to repeat.
 func WithIdempotencyHeader(name string) Option {
+	checkHeaderName("WithIdempotencyHeader", name)
 	return optionFunc(func(cfg *config) {
 		if name != "" {
 			cfg.keyHeader = textproto.CanonicalMIMEHeaderKey(name)
@@ -66,24 +69,28 @@ func WithIdempotencyHeader(name string) Option {
 
 type keyContextKey struct{}
 
-// ContextWithIdempotencyKey returns a context that makes the call made with it use
-// key, for any method. Derive key from something that survives a restart,
-// such as an order id, so that the call can be repeated later, from another
-// process, with the same effect at most once.
+// ContextWithIdempotencyKey returns a context that makes the call made with
+// it use key, for any method. Derive key from something that survives a
+// restart, such as an order id, so that the call can be repeated later, from
+// another process, with the same effect at most once. A retrier above the
+// stack (resty's, a loop of your own) should do the same, or each of its
+// tries gets a new key. A key already in the request's header wins.
 func ContextWithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, keyContextKey{}, key)
 }
 
-// WithKeyFunc sets how keys are made for calls that need one and have none
-// [128 random bits]. A returned error fails the call before anything is sent,
-// with an *Error that wraps it. An empty key falls back to a random one.
-// fn must be safe for concurrent use.
+// WithKeyFunc sets how keys are made for calls that need one and have none.
+// The default is 128 random bits from crypto/rand, as 32 hex digits. A
+// returned error fails the call before anything is sent, with an [*Error]
+// that wraps it. An empty key falls back to a random one. fn must be safe
+// for concurrent use. Only [IdempotencyTransport] reads it.
 func WithKeyFunc(fn func(*http.Request) (string, error)) Option {
 	return optionFunc(func(cfg *config) { cfg.keyFunc = fn })
 }
 
 // WithKeyMethods replaces the methods whose calls get a key when they carry
-// none [POST, PATCH].
+// none. The default is POST and PATCH; no methods means only calls that
+// bring their own key have one. Only [IdempotencyTransport] reads it.
 func WithKeyMethods(methods ...string) Option {
 	return optionFunc(func(cfg *config) {
 		cfg.keyMethods = append([]string(nil), methods...)
@@ -96,7 +103,9 @@ func WithKeyMethods(methods ...string) Option {
 // transfers by "reference"). Bodies that are not JSON objects, larger than
 // 1 MiB, or without GetBody are sent untouched. The rest of the body is kept
 // byte for byte; the new body gets a correct ContentLength and GetBody. The
-// retry layer also reads field to decide whether a POST is safe to repeat.
+// default, and an empty field, adds nothing. [IdempotencyTransport] adds the
+// field; [RetryTransport] also reads it to decide whether a POST is safe to
+// repeat (without the option it looks for "reference").
 func WithReference(field string) Option {
 	return optionFunc(func(cfg *config) { cfg.referenceField = field })
 }
@@ -105,9 +114,10 @@ func WithReference(field string) Option {
 // duplicate_reference ("treat as success") by fetching the existing
 // resource: payments through GET .../payments/verify?reference=R and
 // transfers through GET .../transfers/reference/R, other endpoints through
-// WithResolver. The fetched resource is returned in place of the 400, with
-// ErrorOf nil and ReplayOf true. If the fetch fails, the original 400 is
-// returned, annotated as CategoryTreatAsSuccess: never a silent success.
+// [WithResolver]. The fetched resource is returned in place of the 400, with
+// [ErrorOf] nil and [ReplayOf] true. If the fetch fails, the original 400 is
+// returned, annotated as [CategoryTreatAsSuccess]: never a silent success.
+// Only [IdempotencyTransport] reads it.
 //
 // The fetched resource comes with the fetch's status, 200, where a create
 // answers 201: a generated client decodes it only if its spec declares a 200
@@ -118,11 +128,11 @@ func WithResolveDuplicates() Option {
 
 // WithResolver sets how the existing resource of a duplicate create is
 // fetched, for endpoints other than Spotflow's payments and transfers; it
-// implies WithResolveDuplicates. fn gets the create request as sent (its
+// implies [WithResolveDuplicates]. fn gets the create request as sent (its
 // GetBody yields the body) and returns the request that fetches the
 // resource, or nil to leave the duplicate unresolved. The fetch runs with the
 // call's context through the layers below; it gets the create's
-// Authorization header if it has none.
+// Authorization header if it has none. Only [IdempotencyTransport] reads it.
 func WithResolver(fn func(*http.Request) (*http.Request, error)) Option {
 	return optionFunc(func(cfg *config) {
 		cfg.resolver = fn
@@ -156,7 +166,7 @@ func ReplayOf(resp *http.Response) bool {
 	return c != nil && c.replay && c.resp == resp
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)

@@ -14,15 +14,15 @@ import (
 
 // Limiter paces requests. Wait blocks until one request may be sent, or
 // returns an error (for instance because ctx is done or its deadline would
-// pass first). *rate.Limiter satisfies it. Implementations must be safe for
-// concurrent use.
+// pass first). [*rate.Limiter] satisfies it. Implementations must be safe
+// for concurrent use.
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
-// CoolDownLimiter is a Limiter that also wants to know when Spotflow asked
+// CoolDownLimiter is a [Limiter] that also wants to know when Spotflow asked
 // for a pause: a 429 with Retry-After, or X-RateLimit-Remaining 0 until
-// X-RateLimit-Reset. A RateLimitTransport calls CoolDown with the time
+// X-RateLimit-Reset. A [RateLimitTransport] calls CoolDown with the time
 // before which nothing should be sent, so that a limiter shared by many
 // processes (see the redislimit module) can hold them all back; its Wait is
 // expected to honour that time.
@@ -31,7 +31,8 @@ type CoolDownLimiter interface {
 	CoolDown(ctx context.Context, until time.Time)
 }
 
-// Spotflow's documented limits, for the presets.
+// Spotflow's documented limits, for the presets ([WithTestKeyRateLimit],
+// [WithLiveKeyRateLimit], [WithRateLimitByKey]).
 const (
 	TestKeyRate  rate.Limit = 1 // 60 requests a minute
 	TestKeyBurst            = 10
@@ -52,32 +53,41 @@ type rateLimitConfig struct {
 
 // WithRateLimit paces requests through a token bucket of r requests a
 // second with the given burst, shared by all goroutines using the
-// transport.
+// transport, whatever their host or credential. r may be [rate.Inf] (no
+// pacing). The default is no bucket, and so is WithRateLimit(0, 0). It
+// panics if r is negative or NaN, if burst is negative, or if a finite r
+// and burst admit no request or stop admitting (burst 0, or r 0 with a
+// burst). Only [RateLimitTransport] reads it.
 func WithRateLimit(r rate.Limit, burst int) Option {
+	checkRateLimit(r, burst)
 	return optionFunc(func(cfg *config) { cfg.limits.rate, cfg.limits.burst = r, burst })
 }
 
 // WithTestKeyRateLimit paces requests to Spotflow's documented limit for
-// test keys: 60 a minute, in bursts of at most 10.
+// test keys: 60 a minute, in bursts of at most 10, as [WithRateLimit] does.
+// Only [RateLimitTransport] reads it.
 func WithTestKeyRateLimit() Option { return WithRateLimit(TestKeyRate, TestKeyBurst) }
 
 // WithLiveKeyRateLimit paces requests to Spotflow's documented limit for
-// live keys: 300 a minute, in bursts of at most 30.
+// live keys: 300 a minute, in bursts of at most 30, as [WithRateLimit] does.
+// Only [RateLimitTransport] reads it.
 func WithLiveKeyRateLimit() Option { return WithRateLimit(LiveKeyRate, LiveKeyBurst) }
 
 // WithRateLimitByKey paces each credential by the documented limit of the
 // key in its Authorization header: test-key limits for sk_test_ keys,
 // live-key limits for sk_live_ keys, none for others. Every key gets a
 // bucket of its own on each host, so that one merchant's burst never delays
-// another's. The key is looked at, never stored.
+// another's. The key is looked at, never stored. Only [RateLimitTransport]
+// reads it.
 func WithRateLimitByKey() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.byKey = true })
 }
 
-// WithLimiter paces requests through l, for instance a *rate.Limiter shared
-// with other code, or a redislimit.Limiter shared with other processes. A
-// *rate.Limiter runs on the transport's clock. l paces every request, whatever
-// its host or credential: that is what you chose.
+// WithLimiter paces requests through l, for instance a [*rate.Limiter]
+// shared with other code, or a redislimit.Limiter shared with other
+// processes. A *rate.Limiter runs on the transport's clock. l paces every
+// request, whatever its host or credential: that is what you chose. A nil l
+// means none. Only [RateLimitTransport] reads it.
 func WithLimiter(l Limiter) Option {
 	return optionFunc(func(cfg *config) { cfg.limits.limiter = l })
 }
@@ -88,8 +98,9 @@ func WithLimiter(l Limiter) Option {
 // serving that merchant). fn runs on the caller's goroutine for every
 // attempt; it must be safe for concurrent use and should return quickly,
 // the same Limiter for the same merchant. A nil result falls back to
-// WithLimiter's, if any. A Limiter that implements CoolDownLimiter hears of
-// the pauses its requests' answers ask for.
+// WithLimiter's, if any. A Limiter that implements [CoolDownLimiter] hears
+// of the pauses its requests' answers ask for. Only [RateLimitTransport]
+// reads it.
 func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
 	return optionFunc(func(cfg *config) { cfg.limits.limiterFunc = fn })
 }
@@ -99,14 +110,17 @@ func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
 // first 429 (pacing at the ceiling, if one is set); then the rate the server
 // was seen to admit in the last second, less 5 %, raised slowly (by 1 %
 // after 10 s, 4 % after 20 s, 36 % after a minute without a 429) and cut
-// again at the next 429. See WithAdaptiveCeiling.
+// again at the next 429. See [WithAdaptiveCeiling]. Only
+// [RateLimitTransport] reads it.
 func WithAdaptiveRateLimit() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
 }
 
-// WithAdaptiveCeiling bounds the rate adaptive mode may reach; it implies
-// WithAdaptiveRateLimit.
+// WithAdaptiveCeiling bounds the rate adaptive mode may reach, in requests a
+// second; it implies [WithAdaptiveRateLimit]. The default is no ceiling. It
+// panics if r is not positive. Only [RateLimitTransport] reads it.
 func WithAdaptiveCeiling(r rate.Limit) Option {
+	checkCeiling(r)
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive, cfg.limits.ceiling = true, r })
 }
 
@@ -120,11 +134,13 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 // credential with WithLimiterFunc), and adaptive pacing per credential
 // (WithAdaptiveRateLimit).
 //
-// No request waits for a cool-down or hold longer than the retry cap
-// (WithMaxRetryAfter), counted over the whole wait, or past its context's
-// deadline: it fails at once with an *Error matching ErrRateLimit (and
-// context.DeadlineExceeded for the deadline), its body closed. Bucket waits
-// are bounded by the deadline alone, and a Limiter of yours by its own rules.
+// No request waits past its context's deadline, longer than the retry cap
+// ([WithMaxRetryAfter]) for a cool-down or hold (counted over the whole
+// wait), or longer than the cap for one token bucket: it fails at once with
+// an [*Error] matching [ErrRateLimit] (and [context.DeadlineExceeded] for
+// the deadline), its body closed. The cap is not applied to the sum of those
+// waits, nor to a [Limiter] of yours, which its own rules and the deadline
+// bound.
 //
 // A RateLimitTransport is safe for concurrent use by multiple goroutines. It
 // starts no goroutines.

@@ -17,7 +17,7 @@ import (
 )
 
 // RetryTransport retries what Spotflow's policy says to retry
-// (CategoryRetry) when the request is safe to repeat, with exponential
+// ([CategoryRetry]) when the request is safe to repeat, with exponential
 // backoff and jitter, Retry-After, the 30 s wait after server_error, the
 // request's deadline and a retry budget. Everything else goes back after one
 // attempt.
@@ -32,7 +32,7 @@ type RetryTransport struct {
 var _ http.RoundTripper = (*RetryTransport)(nil)
 
 // NewRetryTransport returns the retry layer alone on top of base (nil means
-// http.DefaultTransport), for callers who compose the layers themselves.
+// [http.DefaultTransport]), for callers who compose the layers themselves.
 func NewRetryTransport(base http.RoundTripper, opts ...Option) *RetryTransport {
 	return newRetryTransport(base, newConfig(opts))
 }
@@ -42,15 +42,21 @@ func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
-// attempt included [4]. Values below 1 mean 1.
+// attempt included. The default is 4 ([DefaultMaxAttempts]); 1 turns
+// retries off. It panics if n is below 1. Only [RetryTransport] reads it.
 func WithMaxAttempts(n int) Option {
+	if n < 1 {
+		invalid("WithMaxAttempts", "%d attempts; a call needs at least 1", n)
+	}
 	return optionFunc(func(cfg *config) { cfg.maxAttempts = max(n, 1) })
 }
 
 // WithBackoff sets the factory of the backoff used between attempts. It is
-// called once per call that needs a retry, because a backoff.BackOff such as
-// *backoff.ExponentialBackOff is not safe for concurrent use. A BackOff that
-// returns backoff.Stop ends the retries.
+// called once per call that needs a retry, because a [backoff.BackOff] such
+// as [*backoff.ExponentialBackOff] is not safe for concurrent use. A BackOff
+// that returns [backoff.Stop] ends the retries. The default is exponential
+// with jitter: 500 ms, doubling, ±50 %, at most 30 s; a nil newBackOff
+// keeps it. Only [RetryTransport] reads it.
 func WithBackoff(newBackOff func() backoff.BackOff) Option {
 	return optionFunc(func(cfg *config) {
 		if newBackOff != nil {
@@ -60,33 +66,46 @@ func WithBackoff(newBackOff func() backoff.BackOff) Option {
 }
 
 // WithServerErrorDelay sets the least wait before retrying a response with
-// code server_error [30 s, as Spotflow documents]. The backoff's wait is used
-// where it is longer.
+// code server_error. The default is 30 s, as Spotflow documents
+// ([DefaultServerErrorDelay]). The backoff's wait is used where it is
+// longer. It panics if d is negative. Only [RetryTransport] reads it.
 func WithServerErrorDelay(d time.Duration) Option {
+	mustNotBeNegative("WithServerErrorDelay", d)
 	return optionFunc(func(cfg *config) { cfg.serverErrorDelay = max(d, 0) })
 }
 
-// WithMaxRetryAfter caps how long a request may be held back by the server
-// [60 s]: a response whose Retry-After asks for longer goes back to the
-// caller at once, and the rate limiter refuses a request that would wait
-// longer for a cool-down.
+// WithMaxRetryAfter caps how long a request may be held back. The default
+// is 60 s ([DefaultMaxRetryAfter]). [RetryTransport] returns a response
+// whose Retry-After asks for longer to the caller at once.
+// [RateLimitTransport] refuses, with an [*Error] matching [ErrRateLimit], a
+// request that would wait longer for a cool-down or an X-RateLimit-Reset
+// hold (counted over the whole of that wait), or longer for one token
+// bucket; those waits are not added up, so a request may wait longer in
+// all, and a [Limiter] of yours is bounded only by the context and its own
+// rules. It panics if d is negative.
 func WithMaxRetryAfter(d time.Duration) Option {
+	mustNotBeNegative("WithMaxRetryAfter", d)
 	return optionFunc(func(cfg *config) { cfg.maxRetryAfter = max(d, 0) })
 }
 
-// WithRetryBudget sizes the retry budget, a token bucket shared by all calls
-// through one transport, in the manner of the AWS SDK's retry quota: a fresh
-// transport can make burst retries back to back [100]; each retry spends one,
-// a call that succeeds at once earns a fifth of one back, and a call that
-// succeeds after retrying gets its retries back. In a full outage that caps
-// the extra traffic at burst requests instead of multiplying it; after
-// recovery retries become available again. burst <= 0 disables the budget.
+// WithRetryBudget sizes the retry budget, a token bucket per host shared by
+// all calls to that host through one transport, in the manner of the AWS
+// SDK's retry quota: a fresh budget allows burst retries back to back; each
+// retry spends one, a call that succeeds at once earns a fifth of one back,
+// and a call that succeeds after retrying gets its retries back. In a full
+// outage that caps the extra traffic at burst requests instead of
+// multiplying it; after recovery retries become available again. The
+// default is 100 ([DefaultRetryBudget]); 0 disables the budget. It panics if
+// burst is negative. Only [RetryTransport] reads it.
 func WithRetryBudget(burst int) Option {
+	if burst < 0 {
+		invalid("WithRetryBudget", "negative budget %d; 0 disables the budget", burst)
+	}
 	return optionFunc(func(cfg *config) { cfg.retryBudget = burst })
 }
 
-// RetryEvent describes one retry, for WithOnRetry and
-// Observer.RetryScheduled.
+// RetryEvent describes one retry, for [WithOnRetry] and
+// [Observer].RetryScheduled.
 type RetryEvent struct {
 	RequestInfo
 	// Reason is the kind of failure that is retried.
@@ -114,7 +133,7 @@ func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)

@@ -6,15 +6,15 @@ import (
 	"net/http"
 )
 
-// Transport is the whole Spotflow error policy as one http.RoundTripper.
+// Transport is the whole Spotflow error policy as one [http.RoundTripper].
 // Outermost first, its layers are: annotation (this type), idempotency keys
-// (IdempotencyTransport), retry (RetryTransport), rate limiting
-// (RateLimitTransport), then the base transport. So one key covers every
+// ([IdempotencyTransport]), retry ([RetryTransport]), rate limiting
+// ([RateLimitTransport]), then the base transport. So one key covers every
 // attempt of a call, and every attempt, retries included, pays the limiter.
 //
 // A Transport is safe for concurrent use by multiple goroutines. Like any
 // RoundTripper it returns err == nil whenever a response was obtained,
-// whatever its status; ErrorOf tells what a response means. WithErrors
+// whatever its status; [ErrorOf] tells what a response means. [WithErrors]
 // changes that.
 type Transport struct {
 	next http.RoundTripper // the layers below
@@ -25,7 +25,7 @@ type Transport struct {
 var _ http.RoundTripper = (*Transport)(nil)
 
 // NewTransport returns the full stack on top of base; a nil base means
-// http.DefaultTransport. The integration is one line:
+// [http.DefaultTransport]. The integration is one line:
 //
 //	client.Transport = spotflowhttp.NewTransport(client.Transport)
 func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
@@ -37,10 +37,11 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 }
 
 // WithErrors makes the outermost layer turn a final non-success response
-// (other than treat-as-success) into a returned *Error, with the response
+// (other than treat-as-success) into a returned [*Error], with the response
 // body drained and closed, instead of returning the response. Callers that
 // decode error bodies themselves, like generated OpenAPI clients, want the
-// default.
+// default, which returns the response. The outermost layer of a call reads
+// it: [Transport], or [IdempotencyTransport] or [RetryTransport] used alone.
 func WithErrors() Option {
 	return optionFunc(func(cfg *config) { cfg.returnErrors = true })
 }
