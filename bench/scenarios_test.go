@@ -14,12 +14,11 @@ import (
 // against a 127.0.0.1 server that admits 50 requests a second (burst 50) and
 // answers the rest 429 with Retry-After: both modes get at least half the
 // server's rate through and fail almost no call, and adaptive mode, once it
-// has learned the limit, is not answered 429. It is about real time, so the
-// bounds leave room for
-// a loaded 2-core machine. In CI it runs both spotflowhttp modes for 6 s
-// with 8 workers (about 12 s); BENCH_LIMITS=1 runs the full comparison
-// (16 workers, 20 s per client, the other clients too, about 90 s) and
-// prints its table.
+// has learned the limit, meets a 429 only when it probes for a higher one.
+// It is about real time, so the bounds leave room for a loaded 2-core
+// machine. In CI it runs both spotflowhttp modes for 6 s with 8 workers
+// (about 12 s); BENCH_LIMITS=1 runs the full comparison (16 workers, 20 s
+// per client, the other clients too, about 90 s) and prints its table.
 func TestLimits(t *testing.T) {
 	cfg := bench.LimitsConfig{Workers: 8, Duration: 6 * time.Second}
 	only := func(name string) bool { return strings.HasPrefix(name, bench.NameOurs) }
@@ -54,13 +53,14 @@ func TestLimits(t *testing.T) {
 		if r.CallsError*100 > calls {
 			t.Errorf("%s: %d of %d calls failed, want at most 1 %%", r.Client, r.CallsError, calls)
 		}
-		// Adaptive mode's 429s are the workers' first requests, in flight
-		// together before any limit is known; once it has learned the limit
-		// it is not answered 429 again (the defaults are, about every
-		// second, at each end of the shared cool-down).
-		if strings.HasSuffix(r.Client, "adaptive") && (r.Late429 > 1 || r.Share429() > 0.1) {
-			t.Errorf("%s: %d 429s in all (%.1f %%), %d in the second half of the run; want at most 10 %% and 1",
-				r.Client, r.Served429, 100*r.Share429(), r.Late429)
+		// Adaptive mode's first 429s come while it learns the limit; once it
+		// has, it meets one 429 per probe for a higher limit, which it
+		// starts after 7 s of traffic without one (the defaults meet 429s
+		// about every second, at each end of the shared cool-down).
+		probes := 1 + int(r.Duration/2/(7*time.Second))
+		if strings.HasSuffix(r.Client, "adaptive") && (r.Late429 > probes || r.Share429() > 0.1) {
+			t.Errorf("%s: %d 429s in all (%.1f %%), %d in the second half of the run; want at most 10 %% and %d",
+				r.Client, r.Served429, 100*r.Share429(), r.Late429, probes)
 		}
 	}
 	if ours != 2 {
