@@ -80,7 +80,7 @@ type MemoryDedup struct {
 	ids     map[string]*memoryEntry
 	order   []expiry // processed ids, oldest first; order[head:] is live
 	head    int
-	seq     uint64 // numbers claims, for tokens and to match order to ids
+	seq     uint64 // numbers claims, for their tokens
 	waiting int    // Claims waiting for another delivery, for tests
 }
 
@@ -93,9 +93,8 @@ type memoryEntry struct {
 }
 
 type expiry struct {
-	id  string
-	seq uint64
-	at  time.Time
+	id string
+	at time.Time
 }
 
 // Claim implements [Dedup]. It waits for a claim held by another delivery,
@@ -141,7 +140,7 @@ func (d *MemoryDedup) Commit(_ context.Context, id, token string) error {
 	}
 	e.processed = true
 	close(e.done)
-	d.order = append(d.order, expiry{id: id, seq: e.seq, at: d.now().Add(d.retention())})
+	d.order = append(d.order, expiry{id: id, at: d.now().Add(d.retention())})
 	d.expire()
 	return nil
 }
@@ -180,9 +179,9 @@ func (d *MemoryDedup) expire() {
 		if now.Before(x.at) && len(d.order)-d.head <= maxIDs {
 			break
 		}
-		if e := d.ids[x.id]; e != nil && e.seq == x.seq {
-			delete(d.ids, x.id)
-		}
+		// An id is popped here before it can be claimed again, so the
+		// entry is the one this expiry was made for.
+		delete(d.ids, x.id)
 		d.order[d.head] = expiry{}
 		d.head++
 	}

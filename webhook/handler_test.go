@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
@@ -95,9 +97,14 @@ func newHandler(t testing.TB, fn func(context.Context, webhook.Event) error, opt
 	return h
 }
 
+// serve has h answer r in memory. A delivery that waits for another gives
+// up after a time that only a broken Handler reaches, so that a test of it
+// fails rather than hangs.
 func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	h.ServeHTTP(w, r.WithContext(ctx))
 	return w
 }
 
@@ -221,6 +228,18 @@ func TestHandlerDelivery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHandlerTooLongUnread checks that a body declared longer than the
+// maximum is refused without being read.
+func TestHandlerTooLongUnread(t *testing.T) {
+	c := &calls{}
+	h := newHandler(t, c.fn, webhook.WithMaxBodyBytes(64))
+	r := request(t, "msg_1", paymentBody)
+	r.Body = io.NopCloser(iotest.ErrReader(errors.New("the body was read")))
+	if w := serve(h, r); w.Code != 413 || c.count() != 0 {
+		t.Errorf("status %d, %d calls; want 413 and none", w.Code, c.count())
 	}
 }
 
