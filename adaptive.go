@@ -1,55 +1,96 @@
 package spotflowhttp
 
 import (
+	"math"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// adaptiveLimiter learns the rate Spotflow admits. It paces at rate.Inf (or
-// the ceiling) until the first 429. Then it estimates what the server admits
-// from the requests sent in the second before the throttled one that were
-// not throttled, attributed to the time they were sent, so that answers
-// still on their way when the 429 arrives count too (they correct the
-// estimate as they come, until the next second). It paces at 95 % of that,
-// never below one request per Retry-After, and raises the rate as
-// base×(1+k·t²), t the seconds since. A later 429 (at most one a second
-// acts: the others are the same congestion) cuts the rate by at most 30 %,
-// since the estimate may be low for reasons of our own.
+// adaptiveLimiter learns the rate Spotflow admits and paces requests at it.
+//
+// It models the server as what Spotflow's limits and Retry-After describe: a
+// token bucket, a bank of tokens that fills at the rate R up to a burst. A
+// 429 says the bank was empty when that request arrived. So between two
+// 429s the server admitted R × the time between them, less what spilled
+// while its bank was full: the admissions sent between two throttled
+// requests, over the time between them, is R or a little less. That is the
+// estimate; it needs no guess about the burst, and it is exact when the
+// client kept the bank from filling.
+//
+// The pace goes through phases:
+//   - start: until the first 429, a slow start at 100 req/s, raised by 10
+//     for each admitted request (it doubles in about 100 ms of traffic), so
+//     that when the bank runs dry about one request is in flight, not every
+//     worker's.
+//   - the first 429: the admissions of the second before it, a rough figure
+//     (it includes the bank) that the next 429 makes exact.
+//   - hold: 3 % above the estimate, for holdFor of traffic. A pace at or a
+//     little above R loses nothing (a bucket only loses the tokens that
+//     spill while it is full and the client sends less than R); the 3 %
+//     spends the bank the last cool-down refilled, slowly.
+//   - probe: then the pace doubles every second of traffic, so that a limit
+//     that went up is found within seconds. A probe ends in a 429 when the
+//     bank runs dry, and the cool-down that follows refills what the probe
+//     spent: it costs one 429 and no goodput.
+//
+// After a probe the estimate can be low: if the limit went up during the
+// hold, the bank spilled. So a probe that ends well above the estimate
+// takes the pace it reached, divided by how far above the limit probes got
+// while the limit held.
+//
+// Each congestion is acted on once: a 429 to a request sent before the
+// cool-down of the last one ended is the same congestion. A cut that rests
+// on fewer than ten admissions is at most by half (the traffic was too
+// sparse to say much), and no cut goes below one request per Retry-After.
+// Time is counted in traffic, not on the wall clock, so a client that
+// idles does not drift into probing at rates it never tried.
 type adaptiveLimiter struct {
 	lim     *rate.Limiter
 	ceiling rate.Limit
 
-	mu       sync.Mutex
-	throttle time.Time  // send time of the last 429 acted on; zero before the first
-	at       time.Time  // when that 429 arrived
-	cap      rate.Limit // upper bound of the rate that 429 allows (95 % of the pace before it)
-	floor    rate.Limit // lower bound: a cut of at most 30 %, one request per Retry-After
-	base     rate.Limit // rate set at that 429, corrected by late answers
-	raised   time.Time  // last time the rate was raised
-	slots    [20]int    // admissions by send time, 100 ms slots over the last 2 s
-	slot     int64      // the newest slot, in 100 ms since the epoch
+	mu        sync.Mutex
+	pace      rate.Limit
+	est       rate.Limit // the server's rate; 0 until the first 429
+	last      time.Time  // send time of the last 429 acted on
+	resume    time.Time  // end of the cool-down it started
+	count     int        // admissions sent after last
+	used      float64    // seconds of traffic at the pace since resume
+	overshoot rate.Limit // pace reached ÷ limit, of the last probe that found the limit unchanged
+
+	// The interval that ended at last, which answers still on their way
+	// when its 429 came back belong to.
+	prevLast  time.Time
+	prevCount int
+
+	slots [10]int // admissions by send time, 100 ms slots over the last second
+	slot  int64   // the newest slot, in 100 ms since the epoch
 }
 
 const (
-	adaptiveBackoff = 0.95
-	adaptiveMaxCut  = 0.7
-	adaptiveK       = 1e-4 // per second squared
-	adaptiveFloor   = 0.05 // requests a second
-	slotWidth       = 100 * time.Millisecond
+	startRate     = 100 // requests a second
+	startGain     = 10  // requests a second, for each admitted request
+	holdMargin    = 0.03
+	holdFor       = 7.0 // seconds of traffic
+	probeDoubling = 1.0 // seconds of traffic
+	risen         = 1.1 // a probe's sample this far above the estimate: the limit went up
+	strongSample  = 10  // admissions
+	maxCut        = 0.5
+	adaptiveFloor = 0.05 // requests a second
+	slotWidth     = 100 * time.Millisecond
 )
 
 func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
-	start := rate.Inf
+	start := rate.Limit(startRate)
 	if ceiling > 0 {
 		start = ceiling
 	}
-	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling}
+	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, pace: start}
 }
 
-// admitted counts a request Spotflow did not throttle, by the time it was
-// sent, and raises the rate.
+// admitted counts a request sent at sent that Spotflow did not throttle,
+// and moves the pace on.
 func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -57,71 +98,96 @@ func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	if i := sent.UnixNano() / int64(slotWidth); i > a.slot-int64(len(a.slots)) && i <= a.slot {
 		a.slots[i%int64(len(a.slots))]++
 	}
-	if a.throttle.IsZero() {
-		return
+	switch {
+	case a.est == 0:
+		if a.ceiling == 0 {
+			a.setPace(now, a.pace+startGain)
+		}
+	case !sent.After(a.last):
+		// Late: it belongs to the interval that ended at the last 429.
+		if !a.prevLast.IsZero() && sent.After(a.prevLast) && now.Before(a.resume) {
+			a.prevCount++
+			a.est = max(a.est, perSecond(a.prevCount, a.last.Sub(a.prevLast)))
+			a.setPace(now, a.holdPace())
+		}
+	default:
+		a.count++
+		a.used += 1 / float64(a.pace)
+		p := a.holdPace()
+		if a.used > holdFor {
+			p *= rate.Limit(math.Exp2((a.used - holdFor) / probeDoubling))
+		}
+		a.setPace(now, p)
 	}
-	if now.Sub(a.at) < time.Second && sent.Before(a.throttle) {
-		// A late answer from before the 429: the estimate was low.
-		a.base = max(a.base, a.estimate())
-	}
-	if now.Sub(a.raised) < slotWidth {
-		return
-	}
-	a.raised = now
-	s := now.Sub(a.at).Seconds()
-	r := a.base * rate.Limit(1+adaptiveK*s*s)
-	if a.ceiling > 0 && r > a.ceiling {
-		r = a.ceiling
-	}
-	a.lim.SetLimitAt(now, r)
 }
 
-// throttled cuts the rate after a 429 to a request sent at sent, which
-// asked to wait retryAfter (0 if it did not say).
+// throttled takes a 429 to a request sent at sent, which asked to wait
+// retryAfter (0 if it did not say), and paces at the new estimate.
 func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.at.IsZero() && now.Sub(a.at) < time.Second {
-		return
+	if sent.Before(a.resume) || !sent.After(a.last) {
+		return // the same congestion as the last one acted on
 	}
 	a.advance(now)
-	cur := a.lim.Limit()
-	a.throttle, a.at, a.raised, a.cap = sent, now, now, cur*adaptiveBackoff
-	// One request per Retry-After always fits what the server asked: a
-	// sparse sample (little traffic) must not cut the pace below that.
-	a.floor = adaptiveFloor
+	n := a.count
+	var est rate.Limit
+	if a.est == 0 {
+		n = 0
+		for _, k := range a.slots {
+			n += k
+		}
+		est = rate.Limit(n)
+	} else {
+		est = perSecond(n, sent.Sub(a.last))
+		if a.used > holdFor && n >= strongSample {
+			// A probe ended here.
+			if est < a.est*risen {
+				a.overshoot = a.pace / est
+			} else if a.overshoot > 0 {
+				est = max(est, a.pace/a.overshoot)
+			}
+		}
+	}
+	floor := rate.Limit(adaptiveFloor)
 	if retryAfter > 0 {
-		a.floor = max(a.floor, rate.Limit(1/retryAfter.Seconds()))
+		floor = max(floor, rate.Limit(1/retryAfter.Seconds()))
 	}
-	if cur != rate.Inf {
-		a.floor = max(a.floor, cur*adaptiveMaxCut)
+	if n < strongSample {
+		floor = max(floor, a.pace*maxCut)
 	}
-	a.base = a.estimate()
-	a.lim.SetLimitAt(now, a.base)
+	a.est = min(max(est, floor), a.pace) // a 429 never raises the pace
+	a.prevLast, a.prevCount = a.last, a.count
+	a.last, a.resume, a.count, a.used = sent, now.Add(retryAfter), 0, 0
+	a.setPace(now, a.holdPace())
 }
 
-// estimate is 95 % of the admissions sent in the second before the
-// throttled request, within the bounds set at that 429.
-func (a *adaptiveLimiter) estimate() rate.Limit {
-	// The ten slots that end with the throttled request's.
-	to := a.throttle.UnixNano() / int64(slotWidth)
-	from := to - int64(time.Second/slotWidth) + 1
-	n := 0
-	for i := max(from, a.slot-int64(len(a.slots))+1); i <= to && i <= a.slot; i++ {
-		n += a.slots[i%int64(len(a.slots))]
+// perSecond is n admissions over d.
+func perSecond(n int, d time.Duration) rate.Limit {
+	if d <= 0 {
+		return 0
 	}
-	r := min(rate.Limit(n)*adaptiveBackoff, a.cap)
+	return rate.Limit(float64(n) / d.Seconds())
+}
+
+func (a *adaptiveLimiter) holdPace() rate.Limit { return a.est * (1 + holdMargin) }
+
+// setPace paces at p, or at the ceiling if that is lower.
+func (a *adaptiveLimiter) setPace(now time.Time, p rate.Limit) {
 	if a.ceiling > 0 {
-		r = min(r, a.ceiling)
+		p = min(p, a.ceiling)
 	}
-	return max(r, min(a.floor, a.cap))
+	if p != a.pace {
+		a.pace = p
+		a.lim.SetLimitAt(now, p)
+	}
 }
 
 // advance moves the ring of slots to now, clearing slots that passed.
 func (a *adaptiveLimiter) advance(now time.Time) {
 	s := now.UnixNano() / int64(slotWidth)
 	if s-a.slot >= int64(len(a.slots)) {
-		a.slots = [20]int{}
+		a.slots = [len(a.slots)]int{}
 		a.slot = s
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 )
 
 // call is the state of one call through the stack, shared by its layers.
@@ -28,16 +30,97 @@ type call struct {
 	maybeSent bool           // an attempt that failed may have reached Spotflow
 	done      bool           // the outermost layer has returned
 	inHook    bool           // a callback of the user's is running
+
+	scope    *scope   // the scope of the call's host and credential, once looked up
+	scopes   *scopes  // the registry scope belongs to
+	scopeKey scopeKey // and its key
+
+	// trace watches a keyed create for net/http resending it on its own
+	// (see traceResends) while tracing is set. Its hook runs on net/http's
+	// goroutines, possibly after RoundTrip has returned: hence the atomic.
+	trace     httptrace.ClientTrace
+	tracing   bool
+	delivered atomic.Int32 // requests of the current attempt written whole
+
+	journal *journalCall // the call's journal entry, nil if none
 }
 
 type callKey struct{}
 
-// Value makes the call findable from any context derived from it.
+// Value makes the call findable from any context derived from it, and
+// answers net/http's question for a client trace while the call watches for
+// resends.
 func (c *call) Value(k any) any {
-	if k == (callKey{}) {
+	switch k {
+	case callKey{}:
 		return c
+	case traceKey:
+		if c.tracing {
+			return &c.trace
+		}
 	}
 	return c.Context.Value(k)
+}
+
+// traceKey is the key under which net/http looks for a
+// *httptrace.ClientTrace in a request's context. The httptrace package keeps
+// it unexported; asking it once through a context that records the question
+// finds it. Answering from the call itself costs a keyed call no context and
+// no request copy. If it cannot be found, resends are not watched.
+var traceKey = func() any {
+	var p keyProbe
+	httptrace.ContextClientTrace(&p)
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(k any) any {
+	p.key = k
+	return nil
+}
+
+// traceResends makes the call watch its requests for net/http resending
+// them. http.Transport sends a request carrying Idempotency-Key (or
+// X-Idempotency-Key) again on its own when a reused keep-alive connection
+// dies before the response; the retry layer never sees that first delivery,
+// which may have been processed. Counting the requests written whole tells.
+// Hooks already in the caller's context still run.
+func (c *call) traceResends() {
+	if traceKey == nil || c.tracing {
+		return
+	}
+	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
+		c.trace = *user
+	}
+	wrote := c.trace.WroteRequest
+	c.trace.WroteRequest = func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			c.delivered.Add(1)
+		}
+		if wrote != nil {
+			wrote(info)
+		}
+	}
+	c.tracing = true
+}
+
+// resent reports whether net/http delivered the current attempt, which
+// ended with resp or err, more than once over HTTP/1. HTTP/2 resends only
+// streams the server refused or never took (REFUSED_STREAM, above a
+// GOAWAY's last stream), which were not processed, so they don't count.
+func (c *call) resent(resp *http.Response, err error) bool {
+	if c.delivered.Load() < 2 {
+		return false
+	}
+	if resp != nil {
+		return resp.ProtoMajor < 2
+	}
+	_, h2 := http2ErrorInfo(err)
+	return !h2
 }
 
 // callOf returns the call req belongs to, or nil.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -79,8 +80,12 @@ func classify(extra map[string]Category, status int, code string) Category {
 
 // WithCodeCategory adds or overrides the category of an error code (matched
 // case-insensitively), for codes Spotflow adds later or a policy of your
-// own. It may be given several times.
+// own. It may be given several times. It panics if code is empty or c is
+// not one of the five categories. Every layer that classifies reads it:
+// [Transport], [IdempotencyTransport] and [RetryTransport]. [Classify]
+// does not: it is the default table.
 func WithCodeCategory(code string, c Category) Option {
+	checkCodeCategory(code, c)
 	return optionFunc(func(cfg *config) {
 		m := make(map[string]Category, len(cfg.codes)+1)
 		for k, v := range cfg.codes {
@@ -92,23 +97,26 @@ func WithCodeCategory(code string, c Category) Option {
 }
 
 // ErrUnsuccessful is the error type of a 2xx response that a check given to
-// WithResponseCheck reported as a failure, such as a 200 describing a failed
-// charge.
+// [WithResponseCheck] reported as a failure, such as a 200 describing a
+// failed charge.
 var ErrUnsuccessful = errors.New("spotflow: request processed but unsuccessful")
 
 // WithResponseCheck installs check to look into 2xx responses, because
 // Spotflow may answer 200 for a charge that failed (the body's "status"
 // says so). check receives the response and up to 64 KiB of its body; the
-// response body stays readable with the same bytes. A non-nil *Error it
+// response body stays readable with the same bytes. A non-nil [*Error] it
 // returns (Code, Message, Category and Err are kept; status, attempts and
-// key are filled in) makes ErrorOf report the response as failed, and is
-// retried if its Category is CategoryRetry and the request is safe to
-// repeat. check must be safe for concurrent use and must not keep body.
+// key are filled in) makes [ErrorOf] report the response as failed, matching
+// [ErrUnsuccessful], and is retried if its Category is [CategoryRetry] and
+// the request is safe to repeat. check must be safe for concurrent use and
+// must not keep body. The default, and a nil check, looks at no 2xx body.
+// Every layer that classifies reads it: [Transport],
+// [IdempotencyTransport] and [RetryTransport].
 func WithResponseCheck(check func(resp *http.Response, body []byte) *Error) Option {
 	return optionFunc(func(cfg *config) { cfg.check = check })
 }
 
-// ErrorOf returns the *Error describing resp, or nil if resp is a success.
+// ErrorOf returns the [*Error] describing resp, or nil if resp is a success.
 //
 // For a response that came through this package's transports it returns the
 // annotation made when the response was received, with attempts and
@@ -148,7 +156,23 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 		if check == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return nil
 		}
-		body := peekBody(resp)
+		body, err := peekBody(resp)
+		if err != nil {
+			// The check cannot judge a body that could not be read: the
+			// call fails with the read error, the request processed.
+			discard(resp)
+			if cerr := contextErr(resp); cerr != nil && !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (%w)", err, cerr)
+			}
+			return &Error{
+				StatusCode: resp.StatusCode,
+				Category:   CategoryRetry,
+				Uncertain:  true,
+				Err:        fmt.Errorf("spotflowhttp: reading the response for WithResponseCheck: %w", err),
+				kind:       ErrAPIConnection,
+				unread:     true,
+			}
+		}
 		var e *Error
 		callOf(resp.Request).hook(func() { e = check(resp, body) })
 		if e == nil {
@@ -161,7 +185,8 @@ func classifyResponse(cfg *config, resp *http.Response) *Error {
 		}
 		return &c
 	}
-	code, msg := parseErrorBody(peekBody(resp))
+	body, _ := peekBody(resp) // a read error is the caller's to meet when it reads on
+	code, msg := parseErrorBody(body)
 	e := &Error{
 		StatusCode: resp.StatusCode,
 		Code:       code,
@@ -190,26 +215,44 @@ func now(cfg *config) time.Time {
 }
 
 // peekBody reads up to maxClassifyBody bytes of resp.Body and replaces the
-// body with one that yields the same bytes again. A body read to its end is
-// closed at once, so its connection goes back to the pool even if the caller
-// never closes the response.
-func peekBody(resp *http.Response) []byte {
+// body with one that yields the same bytes again, then the rest, or the
+// error the read met. A body read to its end is closed at once, so its
+// connection goes back to the pool even if the caller never closes the
+// response.
+func peekBody(resp *http.Response) ([]byte, error) {
 	if resp.Body == nil || resp.Body == http.NoBody {
-		return nil
+		return nil, nil
 	}
 	orig := resp.Body
 	buf, err := io.ReadAll(io.LimitReader(orig, maxClassifyBody+1))
 	if err == nil && len(buf) <= maxClassifyBody {
 		orig.Close()
 		resp.Body = &bytesBody{Reader: bytes.NewReader(buf)}
-		return buf
+		return buf, nil
 	}
-	resp.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), Closer: orig}
+	rest := orig.(io.Reader)
+	if err != nil {
+		rest = errReader{err}
+	}
+	resp.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), rest), Closer: orig}
 	if len(buf) > maxClassifyBody {
 		buf = buf[:maxClassifyBody]
 	}
-	return buf
+	return buf, err
 }
+
+// contextErr is the error of the context of resp's request, if it is done.
+func contextErr(resp *http.Response) error {
+	if resp.Request == nil {
+		return nil
+	}
+	return resp.Request.Context().Err()
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // bytesBody is a fully read response body.
 type bytesBody struct{ *bytes.Reader }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jarcoal/httpmock"
 
@@ -382,32 +381,4 @@ func abs(n int) int {
 		return -n
 	}
 	return n
-}
-
-func FuzzRetryAfter(f *testing.F) {
-	for _, s := range []string{"0", "1", "120", " 7 ", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT",
-		"Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "99999999999999999999999", "soon", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, v string) {
-		srv := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-			return &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {v}}, Body: http.NoBody, Request: r}, nil
-		})
-		clock := newFakeClock()
-		tr := spotflowhttp.NewTransport(srv, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(2))
-		req, _ := http.NewRequest("GET", "https://api.spotflow.co/", nil)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := spotflowhttp.ErrorOf(resp)
-		if e.RetryAfter < 0 {
-			t.Fatalf("negative RetryAfter %v for %q", e.RetryAfter, v)
-		}
-		for _, d := range clock.Sleeps() {
-			if d < 0 || d > 60*time.Second {
-				t.Fatalf("slept %v for Retry-After %q, outside [0, cap]", d, v)
-			}
-		}
-	})
 }

@@ -49,8 +49,8 @@ func (c Category) String() string {
 	return "Category(" + strconv.Itoa(int(c)) + ")"
 }
 
-// Sentinel errors, one per error type Spotflow documents. An *Error matches
-// exactly one of them with errors.Is.
+// Sentinel errors, one per error type Spotflow documents. An [*Error]
+// matches exactly one of them, or [ErrUnsuccessful], with [errors.Is].
 var (
 	// ErrInvalidRequest is Spotflow::InvalidRequestError: 400, 409, 422 and
 	// other 4xx statuses without a more specific type.
@@ -77,9 +77,10 @@ var (
 // made and with which idempotency key.
 //
 // An *Error is returned by RoundTrip only for failures without a response
-// (connection errors, a refused rate-limit wait, a halted Transport) or when
-// WithErrors is set; otherwise the final response is returned and ErrorOf
-// gives its *Error. Treat an *Error as read-only once returned.
+// (connection errors, a refused rate-limit wait, a halted [Transport]) or
+// when [WithErrors] is set; otherwise the final response is returned and
+// [ErrorOf] gives its *Error. Treat an *Error as read-only once returned; it
+// is then safe to read from any goroutine.
 type Error struct {
 	// StatusCode is the HTTP status of the final response, 0 if none.
 	StatusCode int
@@ -95,7 +96,7 @@ type Error struct {
 	Attempts int
 	// IdempotencyKey is the key the call carried, "" if none. Use it to
 	// resolve an uncertain outcome (verify endpoint, webhook, or the same
-	// call again with ContextWithIdempotencyKey).
+	// call again with [ContextWithIdempotencyKey]).
 	IdempotencyKey string
 	// Uncertain reports that the request may have taken effect although no
 	// success was seen: a connection error after the request may have been
@@ -106,12 +107,13 @@ type Error struct {
 	// for (either form), or, for a request the rate limiter refused, the
 	// time left until it may be sent. 0 if none.
 	RetryAfter time.Duration
-	// Err is the underlying error, if any: a net.Error, context.Canceled,
-	// context.DeadlineExceeded, a limiter's error.
+	// Err is the underlying error, if any: a [net.Error],
+	// [context.Canceled], [context.DeadlineExceeded], a limiter's error.
 	Err error
 
-	kind  error // the sentinel; nil means "derive from StatusCode"
-	local bool  // made by this package before sending; Attempts counts what was sent
+	kind   error // the sentinel; nil means "derive from StatusCode"
+	local  bool  // made by this package before sending; Attempts counts what was sent
+	unread bool  // the response could not be read: the call fails with this error instead
 }
 
 // Error returns one line: status, code, message, category and attempts. It

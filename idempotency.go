@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +16,7 @@ import (
 )
 
 // IdempotencyKeyHeader is the header that carries a call's idempotency key.
-// Go's http.Transport itself treats a request with this header (or
+// Go's [http.Transport] itself treats a request with this header (or
 // X-Idempotency-Key) as idempotent and may resend it on a keep-alive
 // connection that turns out to be dead; the key makes that safe too.
 const IdempotencyKeyHeader = "Idempotency-Key"
@@ -37,26 +38,34 @@ const maxReferenceBody = 1 << 20
 //
 // An IdempotencyTransport is safe for concurrent use by multiple goroutines.
 type IdempotencyTransport struct {
-	next http.RoundTripper
-	cfg  *config
+	next    http.RoundTripper
+	cfg     *config
+	refName []byte // WithReference's field as a JSON string
 }
 
 var _ http.RoundTripper = (*IdempotencyTransport)(nil)
 
 // NewIdempotencyTransport returns the idempotency layer alone on top of base
-// (nil means http.DefaultTransport). Put it outside the retry layer, as
-// NewTransport does, so that one key covers all attempts of one call.
+// (nil means [http.DefaultTransport]). Put it outside the retry layer, as
+// [NewTransport] does, so that one key covers all attempts of one call.
 func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *IdempotencyTransport {
 	return newIdempotencyTransport(base, newConfig(opts))
 }
 
 func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTransport {
-	return &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	t := &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	if cfg.referenceField != "" {
+		t.refName = jsonQuote(cfg.referenceField)
+	}
+	return t
 }
 
-// WithIdempotencyHeader sets the header that carries the key
-// [IdempotencyKeyHeader].
+// WithIdempotencyHeader sets the header that carries the key. The default
+// is [IdempotencyKeyHeader], which is also what an empty name keeps. It
+// panics if name is not a valid header name. [IdempotencyTransport] sets it;
+// [RetryTransport] reads it to tell whether a POST is safe to repeat.
 func WithIdempotencyHeader(name string) Option {
+	checkHeaderName("WithIdempotencyHeader", name)
 	return optionFunc(func(cfg *config) {
 		if name != "" {
 			cfg.keyHeader = textproto.CanonicalMIMEHeaderKey(name)
@@ -66,24 +75,28 @@ func WithIdempotencyHeader(name string) Option {
 
 type keyContextKey struct{}
 
-// ContextWithIdempotencyKey returns a context that makes the call made with it use
-// key, for any method. Derive key from something that survives a restart,
-// such as an order id, so that the call can be repeated later, from another
-// process, with the same effect at most once.
+// ContextWithIdempotencyKey returns a context that makes the call made with
+// it use key, for any method. Derive key from something that survives a
+// restart, such as an order id, so that the call can be repeated later, from
+// another process, with the same effect at most once. A retrier above the
+// stack (resty's, a loop of your own) should do the same, or each of its
+// tries gets a new key. A key already in the request's header wins.
 func ContextWithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, keyContextKey{}, key)
 }
 
-// WithKeyFunc sets how keys are made for calls that need one and have none
-// [128 random bits]. A returned error fails the call before anything is sent,
-// with an *Error that wraps it. An empty key falls back to a random one.
-// fn must be safe for concurrent use.
+// WithKeyFunc sets how keys are made for calls that need one and have none.
+// The default is 128 random bits from crypto/rand, as 32 hex digits. A
+// returned error fails the call before anything is sent, with an [*Error]
+// that wraps it. An empty key falls back to a random one. fn must be safe
+// for concurrent use. Only [IdempotencyTransport] reads it.
 func WithKeyFunc(fn func(*http.Request) (string, error)) Option {
 	return optionFunc(func(cfg *config) { cfg.keyFunc = fn })
 }
 
 // WithKeyMethods replaces the methods whose calls get a key when they carry
-// none [POST, PATCH].
+// none. The default is POST and PATCH; no methods means only calls that
+// bring their own key have one. Only [IdempotencyTransport] reads it.
 func WithKeyMethods(methods ...string) Option {
 	return optionFunc(func(cfg *config) {
 		cfg.keyMethods = append([]string(nil), methods...)
@@ -95,8 +108,11 @@ func WithKeyMethods(methods ...string) Option {
 // deduplicates the attempts of a call (it deduplicates payments and
 // transfers by "reference"). Bodies that are not JSON objects, larger than
 // 1 MiB, or without GetBody are sent untouched. The rest of the body is kept
-// byte for byte; the new body gets a correct ContentLength and GetBody. The
-// retry layer also reads field to decide whether a POST is safe to repeat.
+// byte for byte; the new body gets a correct ContentLength and GetBody, so
+// retries resend the layer's copy, not what the caller's GetBody yields. The
+// default, and an empty field, adds nothing. [IdempotencyTransport] adds the
+// field; [RetryTransport] also reads it to decide whether a POST is safe to
+// repeat (without the option it looks for "reference").
 func WithReference(field string) Option {
 	return optionFunc(func(cfg *config) { cfg.referenceField = field })
 }
@@ -105,9 +121,10 @@ func WithReference(field string) Option {
 // duplicate_reference ("treat as success") by fetching the existing
 // resource: payments through GET .../payments/verify?reference=R and
 // transfers through GET .../transfers/reference/R, other endpoints through
-// WithResolver. The fetched resource is returned in place of the 400, with
-// ErrorOf nil and ReplayOf true. If the fetch fails, the original 400 is
-// returned, annotated as CategoryTreatAsSuccess: never a silent success.
+// [WithResolver]. The fetched resource is returned in place of the 400, with
+// [ErrorOf] nil and [ReplayOf] true. If the fetch fails, the original 400 is
+// returned, annotated as [CategoryTreatAsSuccess]: never a silent success.
+// Only [IdempotencyTransport] reads it.
 //
 // The fetched resource comes with the fetch's status, 200, where a create
 // answers 201: a generated client decodes it only if its spec declares a 200
@@ -118,11 +135,11 @@ func WithResolveDuplicates() Option {
 
 // WithResolver sets how the existing resource of a duplicate create is
 // fetched, for endpoints other than Spotflow's payments and transfers; it
-// implies WithResolveDuplicates. fn gets the create request as sent (its
+// implies [WithResolveDuplicates]. fn gets the create request as sent (its
 // GetBody yields the body) and returns the request that fetches the
 // resource, or nil to leave the duplicate unresolved. The fetch runs with the
 // call's context through the layers below; it gets the create's
-// Authorization header if it has none.
+// Authorization header if it has none. Only [IdempotencyTransport] reads it.
 func WithResolver(fn func(*http.Request) (*http.Request, error)) Option {
 	return optionFunc(func(cfg *config) {
 		cfg.resolver = fn
@@ -156,7 +173,7 @@ func ReplayOf(resp *http.Response) bool {
 	return c != nil && c.replay && c.resp == resp
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c, r, owner := begin(req)
 	resp, err := t.roundTrip(c, r)
@@ -186,6 +203,12 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		}
 		if t.cfg.referenceField != "" {
 			r = t.injectReference(c, r, key)
+		}
+		if t.cfg.journal != nil {
+			if err := t.record(c, r, key); err != nil {
+				closeBody(r)
+				return nil, err
+			}
 		}
 	}
 	resp, err := send(t.next, r)
@@ -297,21 +320,75 @@ func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key str
 	if r.GetBody == nil || r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxReferenceBody {
 		return r
 	}
-	b, ok := readBody(r)
-	if !ok {
-		return r
-	}
-	nb, ok := addField(b, t.cfg.referenceField, key)
-	if !ok {
-		return r
-	}
+	// Read the body being sent rather than a copy through GetBody: one read,
+	// one buffer, with room for the member. Whatever happens, the request
+	// then gets a body of ours; GetBody stays the caller's unless the body
+	// changes.
+	room := len(t.refName) + len(key) + 8
 	orig := r.Body
 	r = c.own(r)
-	orig.Close() // replaced below; never passed on
-	r.Body = io.NopCloser(bytes.NewReader(nb))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
+	b, err := readAllRoom(orig, r.ContentLength, room)
+	switch {
+	case err == errTooLarge:
+		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), orig), Closer: orig}
+		return r
+	case err != nil:
+		orig.Close()
+		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), errReader{err}), Closer: io.NopCloser(nil)}
+		return r
+	}
+	orig.Close()
+	nb, ok := addField(b, t.refName, t.cfg.referenceField, key)
+	if !ok {
+		r.Body = newRefBody(b)
+		return r
+	}
+	r.Body = newRefBody(nb)
+	r.GetBody = func() (io.ReadCloser, error) { return newRefBody(nb), nil }
 	r.ContentLength = int64(len(nb))
 	return r
+}
+
+// refBody is a request body of bytes the idempotency layer holds.
+type refBody struct{ bytes.Reader }
+
+func newRefBody(b []byte) *refBody {
+	rb := new(refBody)
+	rb.Reset(b)
+	return rb
+}
+
+func (*refBody) Close() error { return nil }
+
+var errTooLarge = errors.New("spotflowhttp: body over the reference limit")
+
+// readAllRoom reads r to its end into one buffer with room bytes to spare
+// at the end, sized by n (the ContentLength) when it is known. It reads at
+// most maxReferenceBody+1 bytes: beyond that it returns what it read and
+// errTooLarge.
+func readAllRoom(r io.Reader, n int64, room int) ([]byte, error) {
+	size := 512
+	if n > 0 {
+		size = int(n) + 1 // one byte more, to meet EOF without growing
+	}
+	b := make([]byte, 0, size+room)
+	for {
+		if len(b) > maxReferenceBody {
+			return b, errTooLarge
+		}
+		if cap(b)-room-len(b) <= 0 {
+			b = append(b[:cap(b)], 0)[:len(b)] // grow
+		}
+		lim := min(cap(b)-room, maxReferenceBody+1)
+		m, err := r.Read(b[len(b):lim])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // readBody reads a fresh copy of r's body through GetBody, up to
@@ -335,81 +412,6 @@ func readBody(r *http.Request) ([]byte, bool) {
 	return buf.Bytes(), true
 }
 
-// topLevel walks the members of a JSON object, calling fn with each raw
-// name (the bytes between its quotes) and raw value until fn returns false.
-// It reports false if b is not a JSON object. After json.Valid, a scan of
-// the bytes is enough: no decoder, no allocation.
-func topLevel(b []byte, fn func(name, value []byte) bool) bool {
-	if !json.Valid(b) {
-		return false
-	}
-	i := skipSpace(b, 0)
-	if b[i] != '{' {
-		return false
-	}
-	i++
-	for {
-		i = skipSpace(b, i)
-		switch b[i] {
-		case '}':
-			return true
-		case ',':
-			i = skipSpace(b, i+1)
-		}
-		end := skipString(b, i)
-		name := b[i+1 : end-1]
-		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
-		vend := skipValue(b, i)
-		if !fn(name, b[i:vend]) {
-			return true
-		}
-		i = vend
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i].
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
-}
-
-// skipValue returns the index just past the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
-}
-
 // nameIs reports whether a raw member name, escapes and all, is field in any
 // case, as Go's encoding/json matches names.
 func nameIs(raw []byte, field string) bool {
@@ -425,28 +427,35 @@ func nameIs(raw []byte, field string) bool {
 }
 
 // addField returns b with "field":"value" added as the object's last member,
-// and false if b is not a JSON object or already has field.
-func addField(b []byte, field, value string) ([]byte, bool) {
+// and false if b is not a JSON object or already has field. name is field
+// as a JSON string. The member is written in place when b has room for it.
+func addField(b, name []byte, field, value string) ([]byte, bool) {
 	members, present := 0, false
-	if !topLevel(b, func(name, _ []byte) bool {
+	if !topLevel(b, func(raw, _ []byte) bool {
 		members++
-		present = nameIs(name, field)
+		present = nameIs(raw, field)
 		return !present
 	}) || present {
 		return nil, false
 	}
-	end := bytes.LastIndexByte(b, '}')
-	name, _ := json.Marshal(field)
-	val, _ := json.Marshal(value)
-	nb := make([]byte, 0, len(b)+len(name)+len(val)+2)
-	nb = append(nb, b[:end]...)
+	var scratch [96]byte
+	m := scratch[:0]
 	if members > 0 {
-		nb = append(nb, ',')
+		m = append(m, ',')
 	}
-	nb = append(nb, name...)
-	nb = append(nb, ':')
-	nb = append(nb, val...)
-	return append(nb, b[end:]...), true
+	m = append(m, name...)
+	m = append(m, ':')
+	m = appendJSONString(m, value)
+	end := bytes.LastIndexByte(b, '}')
+	n := len(b)
+	if cap(b) >= n+len(m) {
+		b = b[:n+len(m)]
+	} else {
+		b = append(b, m...)
+	}
+	copy(b[end+len(m):], b[end:n])
+	copy(b[end:], m)
+	return b, true
 }
 
 // bodyReference returns the non-empty string value of field in req's JSON
@@ -459,6 +468,12 @@ func bodyReference(req *http.Request, field string) string {
 	if !ok {
 		return ""
 	}
+	return referenceIn(b, field)
+}
+
+// referenceIn returns the non-empty string value of field in the JSON
+// object b, or "".
+func referenceIn(b []byte, field string) string {
 	var ref string
 	seen := 0
 	topLevel(b, func(name, v []byte) bool {
@@ -493,7 +508,12 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 			fetch.Header = withHeader(fetch.Header, "Authorization", auth[0])
 		}
 	}
-	saved := *c
+	saved := struct {
+		resp      *http.Response
+		err       *Error
+		attempts  int
+		maybeSent bool
+	}{c.resp, c.err, c.attempts, c.maybeSent}
 	resp, err := send(t.next, fetch)
 	if err == nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if c.resp != resp {
@@ -512,28 +532,16 @@ func (t *IdempotencyTransport) resolve(c *call, create *http.Request, dup *http.
 	return dup
 }
 
-// spotflowResolver builds the fetch for Spotflow's payments and transfers:
-// GET {base}/payments/verify?reference=R and GET {base}/transfers/reference/R.
+// spotflowResolver builds the fetch for Spotflow's payments and transfers
+// (see verifyURL).
 func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Request, error) {
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	ref := bodyReference(create, field)
 	if ref == "" || create.Method != http.MethodPost {
 		return nil, nil
 	}
-	u := *create.URL
-	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
-	path := strings.TrimSuffix(u.Path, "/")
-	switch {
-	case strings.HasSuffix(path, "/payments"):
-		u.Path = path + "/verify"
-		u.RawQuery = url.Values{"reference": {ref}}.Encode()
-	case strings.HasSuffix(path, "/transfers"):
-		u.Path = path + "/reference/" + ref
-		u.RawPath = path + "/reference/" + url.PathEscape(ref)
-	default:
+	u := verifyURL(create.URL, ref)
+	if u == nil {
 		return nil, nil
 	}
 	fetch, err := http.NewRequestWithContext(create.Context(), http.MethodGet, u.String(), nil)
@@ -545,4 +553,28 @@ func (t *IdempotencyTransport) spotflowResolver(create *http.Request) (*http.Req
 		fetch.Header.Del(h)
 	}
 	return fetch, nil
+}
+
+// verifyURL returns the URL that fetches by reference R what a POST to
+// create makes: {base}/payments/verify?reference=R for {base}/payments and
+// {base}/payments/initialize, {base}/transfers/reference/R for
+// {base}/transfers; nil for any other endpoint.
+func verifyURL(create *url.URL, ref string) *url.URL {
+	u := *create
+	u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+	path := strings.TrimSuffix(u.Path, "/")
+	switch {
+	case strings.HasSuffix(path, "/payments/initialize"):
+		path = strings.TrimSuffix(path, "/initialize")
+		fallthrough
+	case strings.HasSuffix(path, "/payments"):
+		u.Path = path + "/verify"
+		u.RawQuery = url.Values{"reference": {ref}}.Encode()
+	case strings.HasSuffix(path, "/transfers"):
+		u.Path = path + "/reference/" + ref
+		u.RawPath = path + "/reference/" + url.PathEscape(ref)
+	default:
+		return nil
+	}
+	return &u
 }

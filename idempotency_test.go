@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
@@ -281,64 +282,151 @@ func TestSimulatorResetAfterCommit(t *testing.T) {
 	}
 }
 
-// Go's http.Transport resends a request with an Idempotency-Key when a
-// reused keep-alive connection turns out dead. Together with the retry
-// layer, each key still reaches the server at most once per attempt the
-// retry layer counts.
+// Go's http.Transport resends a request that carries an Idempotency-Key
+// when a reused keep-alive connection dies before any byte of the answer.
+// The server here answers the first request on each connection and drops
+// the connection unanswered after reading the second, as one whose idle
+// timeout fires just as a request comes in: every call after the first
+// meets a dead connection, and Go resends it on a new one, with the same
+// key and body. The retry layer does not see the resend: it counts one
+// attempt, and each of its own retries (after a 503) is resent in turn.
 func TestKeepAliveResendAndRetry(t *testing.T) {
-	var mu sync.Mutex
-	arrivals := map[string]int{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		arrivals[r.Header.Get("Idempotency-Key")]++
-		mu.Unlock()
-		// Answer, then drop the connection without saying so, as a server
-		// whose idle timeout fires does: the client's next request on it
-		// finds it dead.
-		conn, buf, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		buf.WriteString("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
-		buf.Flush()
-		go func(c interface{ Close() error }, r *bufio.ReadWriter) {
-			time.Sleep(5 * time.Millisecond)
-			c.Close()
-		}(conn, buf)
-	}))
-	defer srv.Close()
+	srv := newDroppingServer(t)
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
-	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()))
-	attempts := map[string]int{}
-	for i := 0; i < 40; i++ {
-		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(`{"i":1}`))
+	retries := map[string]int{}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()),
+		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) { retries[ev.IdempotencyKey]++ }))
+	const calls = 5
+	keys := make([]string, calls)
+	for i := range keys {
+		url := srv.url
+		if i == 2 {
+			url += "?fail=1" // its first answer is a 503: the retry layer retries
+		}
+		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"amount":1}`))
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
-			var e *spotflowhttp.Error
-			errors.As(err, &e)
-			attempts[e.IdempotencyKey] = e.Attempts
-			continue
+			t.Fatalf("call %d: %v", i+1, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		attempts[spotflowhttp.IdempotencyKeyOf(resp)] = 1
-		if e := spotflowhttp.ErrorOf(resp); e != nil {
-			attempts[spotflowhttp.IdempotencyKeyOf(resp)] = e.Attempts
-		}
-		time.Sleep(10 * time.Millisecond) // let the server drop the connection
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for key, n := range arrivals {
-		if n > attempts[key] {
-			t.Errorf("key %s arrived %d times for %d counted attempts", key, n, attempts[key])
+		keys[i] = spotflowhttp.IdempotencyKeyOf(resp)
+		if resp.StatusCode != 201 || keys[i] == "" {
+			t.Fatalf("call %d: status %d, key %q", i+1, resp.StatusCode, keys[i])
 		}
 	}
-	if len(arrivals) != 40 {
-		t.Errorf("%d keys arrived, want 40", len(arrivals))
+	arrivals, bodies := srv.seen()
+	for i, key := range keys {
+		// The first call opens the first connection; every later attempt
+		// meets a dead one and is resent.
+		want := 2 * (1 + retries[key])
+		if i == 0 {
+			want = 1
+		}
+		if arrivals[key] != want {
+			t.Errorf("call %d: key arrived %d times for %d attempts the retry layer counted, want %d",
+				i+1, arrivals[key], 1+retries[key], want)
+		}
 	}
+	if retries[keys[2]] != 1 || len(retries) != 1 {
+		t.Errorf("retries %v, want one, for call 3", retries)
+	}
+	for _, b := range bodies {
+		if b != `{"amount":1}` {
+			t.Errorf("a resend carried body %q", b)
+		}
+	}
+}
+
+// droppingServer is an HTTP/1.1 server on a raw listener that answers the
+// first request on each connection, keeping it open, and closes the
+// connection without answering after reading the second. A request to
+// ?fail=1 is answered 503 the first time its key is answered.
+type droppingServer struct {
+	url string
+	ln  net.Listener
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	conns    []net.Conn
+	arrivals map[string]int // requests read, by Idempotency-Key
+	answered map[string]int
+	bodies   []string
+}
+
+func newDroppingServer(t *testing.T) *droppingServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &droppingServer{url: "http://" + ln.Addr().String() + "/payments", ln: ln,
+		arrivals: map[string]int{}, answered: map[string]int{}}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, conn)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serve(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *droppingServer) serve(conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for n := 1; n <= 2; n++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		key := req.Header.Get("Idempotency-Key")
+		s.mu.Lock()
+		s.arrivals[key]++
+		s.bodies = append(s.bodies, string(body))
+		s.mu.Unlock()
+		if n == 2 {
+			return // read whole, so the close is a clean FIN: no answer at all
+		}
+		s.mu.Lock()
+		s.answered[key]++
+		fail := req.URL.Query().Get("fail") == "1" && s.answered[key] == 1
+		s.mu.Unlock()
+		answer := "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+		if fail {
+			answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\n\r\n503"
+		}
+		if _, err := io.WriteString(conn, answer); err != nil {
+			return
+		}
+	}
+}
+
+func (s *droppingServer) seen() (map[string]int, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.arrivals), append([]string(nil), s.bodies...)
 }
 
 func TestResolveDuplicates(t *testing.T) {
@@ -476,4 +564,148 @@ func FuzzReferenceInjection(f *testing.F) {
 			t.Fatalf("%q -> %q", body, sent)
 		}
 	})
+}
+
+// With duplicate "reference" members, parsers disagree on which one counts,
+// so the body has no reference for the client: a duplicate is not resolved
+// to another payment.
+func TestResolveDuplicatesAmbiguousReference(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	post := func(tr http.RoundTripper, body string) *http.Response {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	plain := spotflowhttp.NewTransport(nil)
+	a := post(plain, `{"reference":"A","amount":111,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	a.Body.Close()
+	b := post(plain, `{"reference":"B","amount":222,"currency":"NGN","customer":{"email":"a@b.c"}}`)
+	b.Body.Close()
+	resolving := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())
+	r := post(resolving, `{"reference":"A","amount":222,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"B"}`)
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	// The server took the last "reference", B, which exists: the duplicate
+	// comes back unresolved rather than resolved to payment A.
+	if e := spotflowhttp.ErrorOf(r); r.StatusCode != 400 || spotflowhttp.ReplayOf(r) || e == nil || e.Code != "duplicate_reference" ||
+		strings.Contains(string(body), `"reference":"A"`) {
+		t.Fatalf("status %d, replay %v, ErrorOf %v, body %s; want the duplicate_reference 400, not resolved", r.StatusCode, spotflowhttp.ReplayOf(r), e, body)
+	}
+	if n := len(sim.Payments()); n != 2 {
+		t.Errorf("%d payments, want 2", n)
+	}
+}
+
+// A server decoding with Go's encoding/json matches names
+// case-insensitively, so a caller's "Reference" is a reference: WithReference
+// does not add another.
+func TestReferenceNameCaseInsensitive(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithReference("reference"))
+	req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments",
+		strings.NewReader(`{"Reference":"ord-9","amount":100,"currency":"NGN","customer":{"email":"a@b.c"}}`))
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ps := sim.Payments()
+	if len(ps) != 1 || ps[0].Reference != "ord-9" {
+		t.Fatalf("payment stored with reference %q, caller sent Reference ord-9", ps[0].Reference)
+	}
+}
+
+// With a custom key header, a caller's Idempotency-Key is copied into the
+// configured header, which the server reads, before the POST is retried.
+func TestCallerKeyCopiedToCustomHeader(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		mu.Lock()
+		n++
+		got = append(got, r.Header.Get("X-Spotflow-Key"))
+		st := 200
+		if n == 1 {
+			st = 503
+		}
+		mu.Unlock()
+		return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithIdempotencyHeader("X-Spotflow-Key"), spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest("POST", "https://api.spotflow.co/api/v1/payments", strings.NewReader(`{"amount":1}`))
+	req.Header.Set("Idempotency-Key", "order-1")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n != 2 || len(got) != 2 || got[0] != "order-1" || got[1] != "order-1" || spotflowhttp.IdempotencyKeyOf(resp) != "order-1" || resp.StatusCode != 200 {
+		t.Fatalf("status %d after %d attempts, X-Spotflow-Key sent %q, key of the call %q; want 200 after 2 attempts, both with order-1",
+			resp.StatusCode, n, got, spotflowhttp.IdempotencyKeyOf(resp))
+	}
+}
+
+// A GetBody that returns (nil, nil) is a body source that cannot be read
+// again: the request goes out once as the caller made it (no reference
+// injected), and a failed attempt is not retried, since there is no body to
+// send again.
+func TestGetBodyNilNil(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		statuses []int
+	}{
+		{"success", []int{200}},
+		{"failure that would be retried", []int{503, 200}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var bodies []string
+			statuses := tt.statuses
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				var b []byte
+				if r.Body != nil {
+					b, _ = io.ReadAll(r.Body)
+					r.Body.Close()
+				}
+				bodies = append(bodies, string(b))
+				st := statuses[0]
+				statuses = statuses[1:]
+				return &http.Response{StatusCode: st, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"), spotflowhttp.WithClock(newFakeClock()))
+			body := newReadCloseCounter(strings.NewReader(`{"amount":1}`))
+			req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", body)
+			req.ContentLength = int64(len(`{"amount":1}`))
+			req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// WithReference reads the caller's body once and sends (and
+			// resends) its own copy with the reference: the broken GetBody
+			// is never called.
+			want := `{"amount":1,"reference":"` + spotflowhttp.IdempotencyKeyOf(resp) + `"}`
+			if resp.StatusCode != 200 || len(bodies) != len(tt.statuses) {
+				t.Fatalf("status %d after sending %q; want 200 after %d attempts", resp.StatusCode, bodies, len(tt.statuses))
+			}
+			for _, b := range bodies {
+				if b != want {
+					t.Fatalf("sent %q, want %q", b, want)
+				}
+			}
+			if body.closes.Load() != 1 {
+				t.Errorf("caller's body closed %d times, want 1", body.closes.Load())
+			}
+		})
+	}
 }

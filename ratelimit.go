@@ -14,15 +14,15 @@ import (
 
 // Limiter paces requests. Wait blocks until one request may be sent, or
 // returns an error (for instance because ctx is done or its deadline would
-// pass first). *rate.Limiter satisfies it. Implementations must be safe for
-// concurrent use.
+// pass first). [*rate.Limiter] satisfies it. Implementations must be safe
+// for concurrent use.
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
-// CoolDownLimiter is a Limiter that also wants to know when Spotflow asked
+// CoolDownLimiter is a [Limiter] that also wants to know when Spotflow asked
 // for a pause: a 429 with Retry-After, or X-RateLimit-Remaining 0 until
-// X-RateLimit-Reset. A RateLimitTransport calls CoolDown with the time
+// X-RateLimit-Reset. A [RateLimitTransport] calls CoolDown with the time
 // before which nothing should be sent, so that a limiter shared by many
 // processes (see the redislimit module) can hold them all back; its Wait is
 // expected to honour that time.
@@ -31,7 +31,8 @@ type CoolDownLimiter interface {
 	CoolDown(ctx context.Context, until time.Time)
 }
 
-// Spotflow's documented limits, for the presets.
+// Spotflow's documented limits, for the presets ([WithTestKeyRateLimit],
+// [WithLiveKeyRateLimit], [WithRateLimitByKey]).
 const (
 	TestKeyRate  rate.Limit = 1 // 60 requests a minute
 	TestKeyBurst            = 10
@@ -41,83 +42,117 @@ const (
 
 // rateLimitConfig is what the rate-limit options set.
 type rateLimitConfig struct {
-	rate     rate.Limit
-	burst    int
-	limiter  Limiter
-	byKey    bool
-	adaptive bool
-	ceiling  rate.Limit
+	rate        rate.Limit
+	burst       int
+	limiter     Limiter
+	limiterFunc func(*http.Request) Limiter
+	byKey       bool
+	adaptive    bool
+	ceiling     rate.Limit
 }
 
 // WithRateLimit paces requests through a token bucket of r requests a
 // second with the given burst, shared by all goroutines using the
-// transport.
+// transport, whatever their host or credential. r may be [rate.Inf] (no
+// pacing). The default is no bucket, and so is WithRateLimit(0, 0). It
+// panics if r is negative or NaN, if burst is negative, or if a finite r
+// and burst admit no request or stop admitting (burst 0, or r 0 with a
+// burst). Only [RateLimitTransport] reads it.
 func WithRateLimit(r rate.Limit, burst int) Option {
+	checkRateLimit(r, burst)
 	return optionFunc(func(cfg *config) { cfg.limits.rate, cfg.limits.burst = r, burst })
 }
 
 // WithTestKeyRateLimit paces requests to Spotflow's documented limit for
-// test keys: 60 a minute, in bursts of at most 10.
+// test keys: 60 a minute, in bursts of at most 10, as [WithRateLimit] does.
+// Only [RateLimitTransport] reads it.
 func WithTestKeyRateLimit() Option { return WithRateLimit(TestKeyRate, TestKeyBurst) }
 
 // WithLiveKeyRateLimit paces requests to Spotflow's documented limit for
-// live keys: 300 a minute, in bursts of at most 30.
+// live keys: 300 a minute, in bursts of at most 30, as [WithRateLimit] does.
+// Only [RateLimitTransport] reads it.
 func WithLiveKeyRateLimit() Option { return WithRateLimit(LiveKeyRate, LiveKeyBurst) }
 
-// WithRateLimitByKey paces each request by the documented limit of the key
-// in its Authorization header: test-key limits for sk_test_ keys, live-key
-// limits for sk_live_ keys, none for others. The key is looked at, never
-// stored; all test keys share one bucket and all live keys another.
+// WithRateLimitByKey paces each credential by the documented limit of the
+// key in its Authorization header: test-key limits for sk_test_ keys,
+// live-key limits for sk_live_ keys, none for others. Every key gets a
+// bucket of its own on each host, so that one merchant's burst never delays
+// another's. The key is looked at, never stored. Only [RateLimitTransport]
+// reads it.
 func WithRateLimitByKey() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.byKey = true })
 }
 
-// WithLimiter paces requests through l, for instance a *rate.Limiter shared
-// with other code, or a redislimit.Limiter shared with other processes. A
-// *rate.Limiter runs on the transport's clock.
+// WithLimiter paces requests through l, for instance a [*rate.Limiter]
+// shared with other code, or a redislimit.Limiter shared with other
+// processes. A *rate.Limiter runs on the transport's clock. l paces every
+// request, whatever its host or credential: that is what you chose. A nil l
+// means none. Only [RateLimitTransport] reads it.
 func WithLimiter(l Limiter) Option {
 	return optionFunc(func(cfg *config) { cfg.limits.limiter = l })
 }
 
+// WithLimiterFunc paces each request through the Limiter fn returns for it,
+// so that each merchant, credential or route can have a limiter of its own
+// (for instance a redislimit.Limiter per merchant, shared by every process
+// serving that merchant). fn runs on the caller's goroutine for every
+// attempt; it must be safe for concurrent use and should return quickly,
+// the same Limiter for the same merchant. A nil result falls back to
+// WithLimiter's, if any. A Limiter that implements [CoolDownLimiter] hears
+// of the pauses its requests' answers ask for. Only [RateLimitTransport]
+// reads it.
+func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
+	return optionFunc(func(cfg *config) { cfg.limits.limiterFunc = fn })
+}
+
 // WithAdaptiveRateLimit paces requests at a rate learned from Spotflow's
-// answers, for when the account's limit is unknown: no pacing until the
-// first 429 (pacing at the ceiling, if one is set); then the rate the server
-// was seen to admit in the last second, less 5 %, raised slowly (by 1 %
-// after 10 s, 4 % after 20 s, 36 % after a minute without a 429) and cut
-// again at the next 429. See WithAdaptiveCeiling.
+// answers, for when the account's limit is unknown. Until the first 429 it
+// paces at 100 requests a second, faster with every request admitted (at
+// the ceiling instead, if one is set), so that one request, not every
+// worker's, meets the limit. It then measures the limit between 429s (a
+// token bucket admits its rate times the time between two moments its
+// bank was empty), paces 3 % above it, and after 7 s of traffic without a
+// 429 doubles the pace every second until the next 429, so that a limit
+// that went up is found within seconds. Each host and credential learns
+// on its own. See [WithAdaptiveCeiling]. Only [RateLimitTransport] reads
+// it.
 func WithAdaptiveRateLimit() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
 }
 
-// WithAdaptiveCeiling bounds the rate adaptive mode may reach; it implies
-// WithAdaptiveRateLimit.
+// WithAdaptiveCeiling bounds the rate adaptive mode may reach, in requests a
+// second; it implies [WithAdaptiveRateLimit]. The default is no ceiling. It
+// panics if r is not positive. Only [RateLimitTransport] reads it.
 func WithAdaptiveCeiling(r rate.Limit) Option {
+	checkCeiling(r)
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive, cfg.limits.ceiling = true, r })
 }
 
 // RateLimitTransport keeps requests under Spotflow's limits instead of
-// bouncing off them. Always: a 429 with Retry-After holds back every request
-// through the transport until the time passes (a shared cool-down, never
-// shortened by a later, shorter Retry-After), and so does
+// bouncing off them. Always: a 429 with Retry-After holds back the requests
+// with the same credential to the same host until the time passes (a shared
+// cool-down, never shortened by a later, shorter Retry-After), and so does
 // X-RateLimit-Remaining 0 until X-RateLimit-Reset. Optionally: a token
-// bucket (WithRateLimit and the presets), a Limiter of yours (WithLimiter),
-// and adaptive pacing (WithAdaptiveRateLimit).
+// bucket (WithRateLimit and the presets), a bucket per key at its preset
+// (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
+// credential with WithLimiterFunc), and adaptive pacing per credential
+// (WithAdaptiveRateLimit).
 //
-// No request waits longer than the retry cap (WithMaxRetryAfter) or past its
-// context's deadline: it fails at once with an *Error matching ErrRateLimit
-// (and context.DeadlineExceeded for the deadline), its body closed.
+// No request waits past its context's deadline, longer than the retry cap
+// ([WithMaxRetryAfter]) for a cool-down or hold (counted over the whole
+// wait), or longer than the cap for one token bucket: it fails at once with
+// an [*Error] matching [ErrRateLimit] (and [context.DeadlineExceeded] for
+// the deadline), its body closed. The cap is not applied to the sum of those
+// waits, nor to a [Limiter] of yours, which its own rules and the deadline
+// bound.
 //
 // A RateLimitTransport is safe for concurrent use by multiple goroutines. It
 // starts no goroutines.
 type RateLimitTransport struct {
-	base     http.RoundTripper
-	cfg      *config
-	until    atomic.Int64 // end of the cool-down, Unix nanoseconds; 0 for none
-	bucket   *rate.Limiter
-	test     *rate.Limiter // WithRateLimitByKey
-	live     *rate.Limiter
-	limiter  Limiter
-	adaptive *adaptiveLimiter
+	base    http.RoundTripper
+	cfg     *config
+	bucket  *rate.Limiter
+	limiter Limiter
 }
 
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
@@ -135,24 +170,22 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	if l.rate != 0 || l.burst != 0 {
 		t.bucket = rate.NewLimiter(l.rate, l.burst)
 	}
-	if l.byKey {
-		t.test = rate.NewLimiter(TestKeyRate, TestKeyBurst)
-		t.live = rate.NewLimiter(LiveKeyRate, LiveKeyBurst)
-	}
 	if rl, ok := l.limiter.(*rate.Limiter); ok && t.bucket == nil {
 		t.bucket = rl
 	} else {
 		t.limiter = l.limiter
-	}
-	if l.adaptive {
-		t.adaptive = newAdaptiveLimiter(l.ceiling)
 	}
 	return t
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.admit(req); err != nil {
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
+	}
+	s := t.cfg.scopes.scopeOf(req)
+	lim := t.limiterFor(req)
+	if err := t.admit(req, s, lim); err != nil {
 		closeBody(req)
 		if c := callOf(req); c != nil && c.attempts > 0 {
 			c.attempts-- // counted by the retry layer, but never sent
@@ -160,56 +193,68 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	var sent time.Time
-	if t.adaptive != nil {
+	if s.adaptive != nil {
 		sent = t.cfg.clock.Now()
 	}
 	resp, err := send(t.base, req)
 	if err == nil {
-		t.observe(req.Context(), resp, sent)
+		t.observe(req.Context(), s, lim, resp, sent)
 	}
 	return resp, err
 }
 
-// admit waits until req may be sent.
-func (t *RateLimitTransport) admit(req *http.Request) error {
+// limiterFor is the Limiter of yours that paces req, nil if none.
+func (t *RateLimitTransport) limiterFor(req *http.Request) Limiter {
+	if f := t.cfg.limits.limiterFunc; f != nil {
+		var l Limiter
+		callOf(req).hook(func() { l = f(req) })
+		if l != nil {
+			return l
+		}
+	}
+	return t.limiter
+}
+
+// admit waits until req, of scope s, may be sent.
+func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) error {
 	ctx := req.Context()
-	// A 429 to another request may extend the cool-down while this one
-	// waits: look again after each wait. The cap bounds the whole wait.
-	for waited := time.Duration(0); ; {
-		u := t.until.Load()
-		if u == 0 {
-			break
-		}
-		now := t.cfg.clock.Now()
-		d := time.Duration(u - now.UnixNano())
-		if d <= 0 {
-			t.until.CompareAndSwap(u, 0) // over: back to the fast path
-			break
-		}
-		if err := t.wait(ctx, now, d, waited); err != nil {
+	if err := ctx.Err(); err != nil {
+		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+	}
+	for {
+		if err := t.waitPauses(ctx, s); err != nil {
 			return err
 		}
-		waited += d
+		if err := t.pace(ctx, s, lim); err != nil {
+			return err
+		}
+		// A 429 to another request may have started a pause while this one
+		// waited for its turn: it must not go out during the pause.
+		if !t.paused(s) {
+			return nil
+		}
 	}
+}
+
+// pace waits for req's turn in every limiter that paces scope s.
+func (t *RateLimitTransport) pace(ctx context.Context, s *scope, lim Limiter) error {
 	if t.bucket != nil {
 		if err := t.reserve(ctx, t.bucket); err != nil {
 			return err
 		}
 	}
-	if t.test != nil {
-		if lim := t.keyBucket(req); lim != nil {
-			if err := t.reserve(ctx, lim); err != nil {
-				return err
-			}
-		}
-	}
-	if t.adaptive != nil {
-		if err := t.reserve(ctx, t.adaptive.lim); err != nil {
+	if s.keyBucket != nil {
+		if err := t.reserve(ctx, s.keyBucket); err != nil {
 			return err
 		}
 	}
-	if t.limiter != nil {
-		if err := t.limiter.Wait(ctx); err != nil {
+	if s.adaptive != nil {
+		if err := t.reserve(ctx, s.adaptive.lim); err != nil {
+			return err
+		}
+	}
+	if lim != nil {
+		if err := lim.Wait(ctx); err != nil {
 			e := &Error{Category: CategoryRetry, Err: err, kind: ErrRateLimit, local: true}
 			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 				e.Err = errors.Join(err, cerr)
@@ -220,20 +265,37 @@ func (t *RateLimitTransport) admit(req *http.Request) error {
 	return nil
 }
 
-// keyBucket picks the preset bucket for the key in req's Authorization
-// header. The key itself is not kept.
-func (t *RateLimitTransport) keyBucket(req *http.Request) *rate.Limiter {
-	auth := strings.TrimSpace(req.Header.Get("Authorization"))
-	if len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
-		auth = strings.TrimSpace(auth[7:])
+// paused reports whether a cool-down or hold of s is on now.
+func (t *RateLimitTransport) paused(s *scope) bool {
+	u := max(s.coolUntil.Load(), s.holdUntil.Load())
+	return u != 0 && u > t.cfg.clock.Now().UnixNano()
+}
+
+// waitPauses waits out the scope's cool-down and hold. A 429 to another
+// request may extend them while this one waits: look again after each wait.
+// The cap bounds the whole wait.
+func (t *RateLimitTransport) waitPauses(ctx context.Context, s *scope) error {
+	for waited := time.Duration(0); ; {
+		u := max(s.coolUntil.Load(), s.holdUntil.Load())
+		if u == 0 {
+			return nil
+		}
+		now := t.cfg.clock.Now()
+		d := time.Duration(u - now.UnixNano())
+		if d <= 0 {
+			// Over: back to the fast path.
+			s.coolUntil.CompareAndSwap(u, 0)
+			s.holdUntil.CompareAndSwap(u, 0)
+			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
+				return nil
+			}
+			continue
+		}
+		if err := t.wait(ctx, now, d, waited); err != nil {
+			return err
+		}
+		waited += d
 	}
-	switch {
-	case strings.HasPrefix(auth, "sk_test_"):
-		return t.test
-	case strings.HasPrefix(auth, "sk_live_"):
-		return t.live
-	}
-	return nil
 }
 
 // reserve takes a token from lim, on the transport's clock, waiting for it
@@ -273,29 +335,33 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited 
 	return nil
 }
 
-// observe learns from a response: a 429's Retry-After and an exhausted
-// X-RateLimit-Remaining start or extend the cool-down; adaptive mode counts
-// admissions and throttles.
-func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, sent time.Time) {
+// observe learns from a response to a request of scope s: a 429's
+// Retry-After starts or extends the scope's cool-down, an exhausted
+// X-RateLimit-Remaining its hold; adaptive mode counts admissions and
+// throttles.
+func (t *RateLimitTransport) observe(ctx context.Context, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
 		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
-			t.coolDown(ctx, now.Add(d))
+			until := now.Add(d)
+			extend(&s.coolUntil, until)
+			tellLimiter(ctx, lim, until)
 		}
-		if t.adaptive != nil {
-			t.adaptive.throttled(now, sent, d)
+		if s.adaptive != nil {
+			s.adaptive.throttled(now, sent, d)
 		}
-	} else if t.adaptive != nil {
-		t.adaptive.admitted(t.cfg.clock.Now(), sent)
+	} else if s.adaptive != nil {
+		s.adaptive.admitted(t.cfg.clock.Now(), sent)
 	}
 	// Canonical keys: no allocation on the hot path.
 	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
 		if reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64); err == nil {
 			now := t.cfg.clock.Now()
-			until := time.Unix(reset, 0)
-			if until.After(now) && until.Sub(now) <= maxCoolDown {
-				t.coolDown(ctx, until)
+			if reset > now.Unix() && reset-now.Unix() <= int64(maxCoolDown/time.Second) {
+				until := time.Unix(reset, 0)
+				extend(&s.holdUntil, until)
+				tellLimiter(ctx, lim, until)
 			}
 		}
 	}
@@ -306,17 +372,22 @@ func (t *RateLimitTransport) observe(ctx context.Context, resp *http.Response, s
 // taken for a mistake and ignored (the response still goes back with it).
 const maxCoolDown = time.Hour
 
-// coolDown makes sure nothing is sent before until; it never shortens a
-// cool-down already set.
-func (t *RateLimitTransport) coolDown(ctx context.Context, until time.Time) {
-	u := until.UnixNano()
+// extend makes sure *until is at least t; it never shortens a pause
+// already set.
+func extend(until *atomic.Int64, t time.Time) {
+	u := t.UnixNano()
 	for {
-		cur := t.until.Load()
-		if cur >= u || t.until.CompareAndSwap(cur, u) {
-			break
+		cur := until.Load()
+		if cur >= u || until.CompareAndSwap(cur, u) {
+			return
 		}
 	}
-	if s, ok := t.limiter.(CoolDownLimiter); ok {
+}
+
+// tellLimiter passes a pause on to a Limiter that wants to know, such as
+// one shared by many processes.
+func tellLimiter(ctx context.Context, lim Limiter, until time.Time) {
+	if s, ok := lim.(CoolDownLimiter); ok {
 		s.CoolDown(ctx, until)
 	}
 }

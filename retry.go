@@ -18,41 +18,46 @@ import (
 )
 
 // RetryTransport retries what Spotflow's policy says to retry
-// (CategoryRetry) when the request is safe to repeat, with exponential
+// ([CategoryRetry]) when the request is safe to repeat, with exponential
 // backoff and jitter, Retry-After, the 30 s wait after server_error, the
 // request's deadline and a retry budget. Everything else goes back after one
 // attempt.
 //
 // A RetryTransport is safe for concurrent use by multiple goroutines; its
-// retry budget is shared by all of them.
+// retry budget is kept per host and shared by all calls to that host.
 type RetryTransport struct {
-	base   http.RoundTripper
-	cfg    *config
-	budget *retryBudget
+	base http.RoundTripper
+	cfg  *config
 }
 
 var _ http.RoundTripper = (*RetryTransport)(nil)
 
 // NewRetryTransport returns the retry layer alone on top of base (nil means
-// http.DefaultTransport), for callers who compose the layers themselves.
+// [http.DefaultTransport]), for callers who compose the layers themselves.
 func NewRetryTransport(base http.RoundTripper, opts ...Option) *RetryTransport {
 	return newRetryTransport(base, newConfig(opts))
 }
 
 func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
-	return &RetryTransport{base: baseOrDefault(base), cfg: cfg, budget: newRetryBudget(cfg.retryBudget)}
+	return &RetryTransport{base: baseOrDefault(base), cfg: cfg}
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
-// attempt included [4]. Values below 1 mean 1.
+// attempt included. The default is 4 ([DefaultMaxAttempts]); 1 turns
+// retries off. It panics if n is below 1. Only [RetryTransport] reads it.
 func WithMaxAttempts(n int) Option {
+	if n < 1 {
+		invalid("WithMaxAttempts", "%d attempts; a call needs at least 1", n)
+	}
 	return optionFunc(func(cfg *config) { cfg.maxAttempts = max(n, 1) })
 }
 
 // WithBackoff sets the factory of the backoff used between attempts. It is
-// called once per call that needs a retry, because a backoff.BackOff such as
-// *backoff.ExponentialBackOff is not safe for concurrent use. A BackOff that
-// returns backoff.Stop ends the retries.
+// called once per call that needs a retry, because a [backoff.BackOff] such
+// as [*backoff.ExponentialBackOff] is not safe for concurrent use. A BackOff
+// that returns [backoff.Stop] ends the retries. The default is exponential
+// with jitter: 500 ms, doubling, ±50 %, at most 30 s; a nil newBackOff
+// keeps it. Only [RetryTransport] reads it.
 func WithBackoff(newBackOff func() backoff.BackOff) Option {
 	return optionFunc(func(cfg *config) {
 		if newBackOff != nil {
@@ -62,32 +67,45 @@ func WithBackoff(newBackOff func() backoff.BackOff) Option {
 }
 
 // WithServerErrorDelay sets the least wait before retrying a response with
-// code server_error [30 s, as Spotflow documents]. The backoff's wait is used
-// where it is longer.
+// code server_error. The default is 30 s, as Spotflow documents
+// ([DefaultServerErrorDelay]). The backoff's wait is used where it is
+// longer. It panics if d is negative. Only [RetryTransport] reads it.
 func WithServerErrorDelay(d time.Duration) Option {
+	mustNotBeNegative("WithServerErrorDelay", d)
 	return optionFunc(func(cfg *config) { cfg.serverErrorDelay = max(d, 0) })
 }
 
-// WithMaxRetryAfter caps how long a request may be held back by the server
-// [60 s]: a response whose Retry-After asks for longer goes back to the
-// caller at once, and the rate limiter refuses a request that would wait
-// longer for a cool-down.
+// WithMaxRetryAfter caps how long a request may be held back. The default
+// is 60 s ([DefaultMaxRetryAfter]). [RetryTransport] returns a response
+// whose Retry-After asks for longer to the caller at once.
+// [RateLimitTransport] refuses, with an [*Error] matching [ErrRateLimit], a
+// request that would wait longer for a cool-down or an X-RateLimit-Reset
+// hold (counted over the whole of that wait), or longer for one token
+// bucket; those waits are not added up, so a request may wait longer in
+// all, and a [Limiter] of yours is bounded only by the context and its own
+// rules. It panics if d is negative.
 func WithMaxRetryAfter(d time.Duration) Option {
+	mustNotBeNegative("WithMaxRetryAfter", d)
 	return optionFunc(func(cfg *config) { cfg.maxRetryAfter = max(d, 0) })
 }
 
-// WithRetryBudget sizes the retry budget, a token bucket shared by all calls
-// through one transport, in the manner of the AWS SDK's retry quota: a fresh
-// transport can make burst retries back to back [100]; each retry spends one,
-// a call that succeeds at once earns a fifth of one back, and a call that
-// succeeds after retrying gets its retries back. In a full outage that caps
-// the extra traffic at burst requests instead of multiplying it; after
-// recovery retries become available again. burst <= 0 disables the budget.
+// WithRetryBudget sizes the retry budget, a token bucket per host shared by
+// all calls to that host through one transport, in the manner of the AWS
+// SDK's retry quota: a fresh budget allows burst retries back to back; each
+// retry spends one, a call that succeeds at once earns a fifth of one back,
+// and a call that succeeds after retrying gets its retries back. In a full
+// outage that caps the extra traffic at burst requests instead of
+// multiplying it; after recovery retries become available again. The
+// default is 100 ([DefaultRetryBudget]); 0 disables the budget. It panics if
+// burst is negative. Only [RetryTransport] reads it.
 func WithRetryBudget(burst int) Option {
+	if burst < 0 {
+		invalid("WithRetryBudget", "negative budget %d; 0 disables the budget", burst)
+	}
 	return optionFunc(func(cfg *config) { cfg.retryBudget = burst })
 }
 
-// RetryEvent describes one retry, for WithOnRetry.
+// RetryEvent describes one retry, for [WithOnRetry].
 type RetryEvent struct {
 	// Attempt is the number of the attempt that failed, 1 for the first.
 	Attempt int
@@ -111,8 +129,11 @@ func WithOnRetry(fn func(RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
+	}
 	c, r, owner := begin(req)
 	resp, err := t.roundTrip(c, r)
 	if owner {
@@ -121,115 +142,212 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// retrier is the state of one call's attempts in the retry layer.
+type retrier struct {
+	t       *RetryTransport
+	c       *call
+	req     *http.Request // the request as the layer got it
+	ctx     context.Context
+	budget  *retryBudget
+	hasBody bool
+	bo      backoff.BackOff
+
+	// The last failed answer, held (its body usually already read whole
+	// and closed) until the next attempt has one, so that if the layers
+	// below refuse to send the retry, the caller still gets it.
+	prev     *http.Response
+	prevErr  *Error
+	prevConn error
+}
+
 func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	var bo backoff.BackOff
-	// prev is the last failed response, held (its body usually already
-	// read whole and closed) until the next attempt has an answer, so that
-	// if the layers below refuse to send it, the caller still gets it.
-	var prev *http.Response
-	var prevErr *Error
-	var prevConn error // the last attempt's connection error, likewise
+	rt := retrier{t: t, c: c, req: req, ctx: req.Context(), hasBody: req.Body != nil && req.Body != http.NoBody}
+	if c.key != "" && resendable(req) {
+		c.traceResends()
+	}
 	r := req
 	for attempt := 1; ; attempt++ {
+		if err := rt.ctx.Err(); err != nil && attempt == 1 {
+			closeBody(r) // the caller gave up before anything was sent
+			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+		}
 		c.attempts++
+		c.delivered.Store(0)
 		resp, err := send(t.base, r)
-		if attempt > 1 && err != nil && errors.As(err, new(*Error)) {
+		if c.resent(resp, err) {
+			c.maybeSent = true
+		}
+		if attempt > 1 && isLocal(err) {
 			// Refused below us: the retry never left. Keep the answer we had.
-			t.budget.refund(1)
-			if prev != nil {
-				c.resp, c.err = prev, prevErr
-				return prev, nil
-			}
-			if prevConn != nil {
-				return nil, prevConn
-			}
-		}
-		if prev != nil {
-			discard(prev)
-			prev = nil
-		}
-		prevConn = nil
-		var e *Error // the failed attempt, nil for a success
-		sent := true
-		if err == nil {
-			if resp.StatusCode < 400 && t.cfg.check == nil {
-				t.budget.succeeded(attempt)
-				c.resp, c.err = resp, nil
-				return resp, nil
-			}
-			e = classifyResponse(t.cfg, resp)
-			c.resp, c.err = resp, e
-			if e == nil {
-				t.budget.succeeded(attempt)
-				return resp, nil
-			}
-			if e.Category != CategoryRetry {
-				return resp, nil
-			}
-			c.maybeSent = c.maybeSent || e.Uncertain
-			// A 429 says the request was refused, not processed: repeating
-			// it is safe whatever the method.
-			sent = resp.StatusCode != http.StatusTooManyRequests
-		} else {
-			if errors.As(err, new(*Error)) || ctx.Err() != nil {
-				return nil, err // refused below us, or the caller gave up
-			}
-			var transient bool
-			sent, transient = connErrorInfo(err)
-			c.maybeSent = c.maybeSent || sent
-			if !transient {
-				return nil, err
-			}
-			e = &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}
-		}
-
-		// Decide whether, and after how long, to send it again.
-		if attempt >= t.cfg.maxAttempts ||
-			hasBody && req.GetBody == nil ||
-			sent && !t.repeatable(req) {
-			return resp, err
-		}
-		if bo == nil {
-			bo = t.cfg.newBackoff()
-		}
-		wait, ok := t.delay(e, bo)
-		if !ok || !t.fitsDeadline(ctx, wait) || !t.budget.take() {
-			return resp, err
-		}
-		next := req.WithContext(ctx)
-		if hasBody {
-			body, gerr := req.GetBody()
-			if gerr != nil || body == nil {
-				t.budget.refund(1)
+			if resp, err, ok := rt.keepPrevious(); ok {
 				return resp, err
 			}
-			next.Body = body
 		}
-		t.retrying(c, req, attempt, wait, e)
-		if resp != nil && !readWhole(resp) {
-			// Its connection is still in use: let it go before waiting, or
-			// the next attempt may wait for it (MaxConnsPerHost).
-			discard(resp)
-			resp = nil
-		}
-		if serr := t.cfg.clock.Sleep(ctx, wait); serr != nil {
-			t.budget.refund(1)
-			closeBody(next)
-			if resp != nil {
-				discard(resp)
+		rt.dropPrevious()
+		e, sent := rt.judge(attempt, resp, err)
+		if e != nil && e.unread {
+			resp, err = nil, e // the response is gone with its body
+			if rt.ctx.Err() != nil {
+				return resp, err
 			}
-			w := *e
-			w.Err = serr
-			return nil, &w
 		}
-		prev, prevErr = resp, e
-		if resp == nil {
-			prevConn = err
+		if e == nil {
+			return resp, err
+		}
+		next, wait, ok := rt.admit(attempt, e, sent)
+		if !ok {
+			return resp, err
+		}
+		t.retrying(c, rt.req, attempt, wait, e)
+		if resp, err, ok := rt.wait(next, wait, resp, err, e); !ok {
+			return resp, err
 		}
 		r = next
 	}
+}
+
+// resendable reports whether net/http itself may send req again on a dead
+// keep-alive connection although its method is not idempotent: it does for
+// a request with an Idempotency-Key or X-Idempotency-Key header.
+func resendable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return headerKey(req.Header, "") != ""
+}
+
+// isLocal reports whether err is an answer made by a layer of this package
+// without sending anything.
+func isLocal(err error) bool {
+	var e *Error
+	return err != nil && errors.As(err, &e)
+}
+
+// keepPrevious returns the answer held from the previous attempt after the
+// layers below refused to send the retry, and false if there is none.
+func (rt *retrier) keepPrevious() (*http.Response, error, bool) {
+	rt.budgetOf().refund(1)
+	if rt.prev != nil {
+		rt.c.resp, rt.c.err = rt.prev, rt.prevErr
+		return rt.prev, nil, true
+	}
+	if rt.prevConn != nil {
+		return nil, rt.prevConn, true
+	}
+	return nil, nil, false
+}
+
+func (rt *retrier) dropPrevious() {
+	if rt.prev != nil {
+		discard(rt.prev)
+		rt.prev = nil
+	}
+	rt.prevConn = nil
+}
+
+// budgetOf is the retry budget of the call's host.
+func (rt *retrier) budgetOf() *retryBudget {
+	if rt.budget == nil {
+		rt.budget = rt.c.scopeIn(rt.t.cfg.scopes, rt.req).host.budget
+	}
+	return rt.budget
+}
+
+// judge tells what an attempt's answer means for the call: nil if it is
+// final (a success, an answer not to retry, an error that cannot be
+// helped), else the failure to retry and whether the request may have been
+// processed.
+func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error, sent bool) {
+	c := rt.c
+	if err != nil {
+		if isLocal(err) || rt.ctx.Err() != nil {
+			return nil, false // refused below us, or the caller gave up
+		}
+		sent, transient := connErrorInfo(err)
+		c.maybeSent = c.maybeSent || sent
+		if !transient {
+			return nil, false
+		}
+		return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}, sent
+	}
+	if resp.StatusCode < 400 && rt.t.cfg.check == nil {
+		rt.budgetOf().succeeded(attempt)
+		c.resp, c.err = resp, nil
+		return nil, false
+	}
+	e = classifyResponse(rt.t.cfg, resp)
+	if e != nil && e.unread {
+		c.resp, c.err, c.maybeSent = nil, nil, true
+		return e, true
+	}
+	c.resp, c.err = resp, e
+	if e == nil {
+		rt.budgetOf().succeeded(attempt)
+		return nil, false
+	}
+	if e.Category != CategoryRetry {
+		return nil, false
+	}
+	c.maybeSent = c.maybeSent || e.Uncertain
+	// A 429 says the request was refused, not processed: repeating it is
+	// safe whatever the method.
+	return e, resp.StatusCode != http.StatusTooManyRequests
+}
+
+// admit decides whether the failure e is retried, after how long, and with
+// which request.
+func (rt *retrier) admit(attempt int, e *Error, sent bool) (next *http.Request, wait time.Duration, ok bool) {
+	t, req := rt.t, rt.req
+	if attempt >= t.cfg.maxAttempts ||
+		rt.hasBody && req.GetBody == nil ||
+		sent && !t.repeatable(req) {
+		return nil, 0, false
+	}
+	if rt.bo == nil {
+		rt.bo = t.cfg.newBackoff()
+	}
+	wait, ok = t.delay(e, rt.bo)
+	if !ok || !t.fitsDeadline(rt.ctx, wait) || !rt.budgetOf().take() {
+		return nil, 0, false
+	}
+	next = req.WithContext(rt.ctx)
+	if rt.hasBody {
+		body, err := req.GetBody()
+		if err != nil || body == nil {
+			rt.budgetOf().refund(1)
+			return nil, 0, false
+		}
+		next.Body = body
+	}
+	return next, wait, true
+}
+
+// wait waits before sending next, holding the failed answer (resp, err) of
+// the attempt before. It returns what the call answers if the wait is cut
+// short, and false.
+func (rt *retrier) wait(next *http.Request, wait time.Duration, resp *http.Response, err error, e *Error) (*http.Response, error, bool) {
+	if resp != nil && !readWhole(resp) {
+		// Its connection is still in use: let it go before waiting, or the
+		// next attempt may wait for it (MaxConnsPerHost).
+		discard(resp)
+		resp = nil
+	}
+	if serr := rt.t.cfg.clock.Sleep(rt.ctx, wait); serr != nil {
+		rt.budgetOf().refund(1)
+		closeBody(next)
+		if resp != nil {
+			discard(resp)
+		}
+		w := *e
+		w.Err = serr
+		return nil, &w, false
+	}
+	rt.prev, rt.prevErr = resp, e
+	if resp == nil {
+		rt.prevConn = err
+	}
+	return nil, nil, true
 }
 
 // delay is the wait before the next attempt after e, and false when e must
@@ -293,10 +411,7 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 	if headerKey(req.Header, t.cfg.keyHeader) != "" {
 		return true
 	}
-	field := t.cfg.referenceField
-	if field == "" {
-		field = defaultReferenceField
-	}
+	field := t.cfg.referenceFieldOrDefault()
 	return bodyReference(req, field) != ""
 }
 
@@ -329,12 +444,40 @@ func connErrorInfo(err error) (sent, transient bool) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return true, false
 	}
+	if sent, ok := http2ErrorInfo(err); ok {
+		return sent, true
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
 		return true, true
 	}
 	return true, false // unknown: assume the worst, do not repeat
+}
+
+// http2ErrorInfo tells of an error from net/http's HTTP/2 client whether the
+// request may have been processed, and false if err is not one. The error
+// types are unexported, so their messages, stable for years, are read:
+//   - a stream the server refused (REFUSED_STREAM), or one above a GOAWAY's
+//     last stream id, was never processed;
+//   - a stream reset after the request was written (a handler's panic gives
+//     INTERNAL_ERROR), a GOAWAY followed by a close (the stream is at or below
+//     the GOAWAY's last stream id, or net/http would have sent it again
+//     itself), or a connection lost may have been.
+func http2ErrorInfo(err error) (sent, ok bool) {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "stream error: stream ID ") && strings.Contains(msg, "; REFUSED_STREAM"):
+		return false, true
+	case strings.Contains(msg, "stream error: stream ID "),
+		strings.Contains(msg, "http2: server sent GOAWAY and closed the connection"),
+		strings.Contains(msg, "http2: client connection lost"),
+		strings.Contains(msg, "http2: client connection force closed"):
+		return true, true
+	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"):
+		return false, true // above the last stream id: never taken
+	}
+	return false, false
 }
 
 // retryBudget is a token bucket of retries, counted in fifths of a retry so
@@ -380,6 +523,9 @@ func (b *retryBudget) succeeded(attempt int) {
 	}
 	b.add(1)
 }
+
+// full reports whether no retry is spent (a disabled budget is always full).
+func (b *retryBudget) full() bool { return b == nil || b.tokens.Load() >= b.max }
 
 func (b *retryBudget) refund(retries int) { b.add(int64(retries) * retryCost) }
 

@@ -3,29 +3,28 @@ package spotflowhttp
 import (
 	"errors"
 	"net/http"
-	"sync/atomic"
 )
 
-// Transport is the whole Spotflow error policy as one http.RoundTripper.
+// Transport is the whole Spotflow error policy as one [http.RoundTripper].
 // Outermost first, its layers are: annotation (this type), idempotency keys
-// (IdempotencyTransport), retry (RetryTransport), rate limiting
-// (RateLimitTransport), then the base transport. So one key covers every
+// ([IdempotencyTransport]), retry ([RetryTransport]), rate limiting
+// ([RateLimitTransport]), then the base transport. So one key covers every
 // attempt of a call, and every attempt, retries included, pays the limiter.
 //
 // A Transport is safe for concurrent use by multiple goroutines. Like any
 // RoundTripper it returns err == nil whenever a response was obtained,
-// whatever its status; ErrorOf tells what a response means. WithErrors
+// whatever its status; [ErrorOf] tells what a response means. [WithErrors]
 // changes that.
 type Transport struct {
-	next   http.RoundTripper
-	cfg    *config
-	halted atomic.Pointer[Error]
+	next http.RoundTripper // the layers below
+	base http.RoundTripper // for requests outside WithHosts
+	cfg  *config
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
 
 // NewTransport returns the full stack on top of base; a nil base means
-// http.DefaultTransport. The integration is one line:
+// [http.DefaultTransport]. The integration is one line:
 //
 //	client.Transport = spotflowhttp.NewTransport(client.Transport)
 func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
@@ -33,14 +32,15 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	rl := newRateLimitTransport(base, cfg)
 	rt := newRetryTransport(rl, cfg)
 	it := newIdempotencyTransport(rt, cfg)
-	return &Transport{next: it, cfg: cfg}
+	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg}
 }
 
 // WithErrors makes the outermost layer turn a final non-success response
-// (other than treat-as-success) into a returned *Error, with the response
+// (other than treat-as-success) into a returned [*Error], with the response
 // body drained and closed, instead of returning the response. Callers that
 // decode error bodies themselves, like generated OpenAPI clients, want the
-// default.
+// default, which returns the response. The outermost layer of a call reads
+// it: [Transport], or [IdempotencyTransport] or [RetryTransport] used alone.
 func WithErrors() Option {
 	return optionFunc(func(cfg *config) { cfg.returnErrors = true })
 }
@@ -53,49 +53,64 @@ func WithOnEscalate(fn func(*Error)) Option {
 	return optionFunc(func(cfg *config) { cfg.onEscalate = fn })
 }
 
-// WithHaltOnEscalate makes a Transport stop sending after an authentication
-// failure (any 401): every later request is answered locally, without the
-// network, with that *Error (Attempts 0) until Resume is called. A revoked
-// key then costs one request, not one per call.
+// WithHaltOnEscalate makes a Transport stop sending with a credential after
+// an authentication failure (any 401): every later request with the same
+// Authorization header to the same host is answered locally, without the
+// network, with that *Error (Attempts 0, not Uncertain) until Resume is
+// called. A revoked key then costs one request, not one per call; other
+// keys and other hosts are not affected. Only [Transport] reads it.
 func WithHaltOnEscalate() Option {
 	return optionFunc(func(cfg *config) { cfg.haltOnEscalate = true })
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e := t.halted.Load(); e != nil {
-		closeBody(req)
-		h := *e
-		h.Attempts, h.IdempotencyKey = 0, ""
-		return nil, &h
+	if !t.cfg.covers(req) {
+		return t.base.RoundTrip(req)
 	}
 	c, r, owner := begin(req)
+	if owner && t.cfg.haltOnEscalate {
+		if e := c.scopeIn(t.cfg.scopes, r).halted.Load(); e != nil {
+			closeBody(req)
+			c.done = true
+			return nil, haltedError(e)
+		}
+	}
 	resp, err := send(t.next, r)
 	if !owner {
 		return resp, err
 	}
 	resp, err = t.cfg.finish(c, resp, err)
 	if t.cfg.haltOnEscalate {
-		t.haltOn(c, err)
+		t.haltOn(c, r, err)
 	}
 	return resp, err
 }
 
-// Resume lifts a halt set by WithHaltOnEscalate, for instance once the API
-// key has been rotated. It is safe to call at any time.
-func (t *Transport) Resume() { t.halted.Store(nil) }
+// haltedError is the local answer to a request whose credential is halted:
+// the 401 that halted it, as nothing of this call was sent.
+func haltedError(e *Error) *Error {
+	h := *e
+	h.Attempts, h.IdempotencyKey, h.Uncertain, h.RetryAfter, h.local = 0, "", false, 0, true
+	return &h
+}
 
-func (t *Transport) haltOn(c *call, err error) {
+// Resume lifts every halt set by WithHaltOnEscalate, for instance once the
+// API keys have been rotated. It is safe to call at any time.
+func (t *Transport) Resume() { t.cfg.scopes.resume() }
+
+// haltOn halts the call's credential on its host after a 401.
+func (t *Transport) haltOn(c *call, req *http.Request, err error) {
 	e := c.err
 	if e == nil {
 		errors.As(err, &e)
 	}
-	if e != nil && e.StatusCode == http.StatusUnauthorized {
+	if e != nil && e.StatusCode == http.StatusUnauthorized && !e.local {
 		h := *e
-		t.halted.Store(&h)
+		c.scopeIn(t.cfg.scopes, req).halted.Store(&h)
 		if l := t.cfg.logger; l != nil {
 			l.Warn("spotflow: halted after authentication failure; call Resume when the key is fixed",
-				"status", e.StatusCode, "code", e.Code)
+				"host", hostOf(req), "status", e.StatusCode, "code", e.Code)
 		}
 	}
 }
@@ -122,6 +137,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 		if e.IdempotencyKey == "" {
 			e.IdempotencyKey = c.key
 		}
+		c.endJournal(cfg, e)
 		return nil, e
 	}
 	if resp.Request == nil || callOf(resp.Request) != c {
@@ -129,9 +145,15 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	}
 	if c.resp != resp {
 		c.resp, c.err = resp, classifyResponse(cfg, resp)
+		if c.err != nil && c.err.unread {
+			e := c.err
+			c.resp, c.err = nil, nil
+			return cfg.finish(c, nil, e)
+		}
 	}
 	e := c.err
 	if e == nil {
+		c.endJournal(cfg, nil)
 		return resp, nil
 	}
 	e.Attempts = max(c.attempts, 1)
@@ -139,6 +161,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	// A final 429 or 4xx says nothing of an earlier attempt that may have
 	// been processed.
 	e.Uncertain = e.Uncertain || c.maybeSent
+	c.endJournal(cfg, e)
 	if e.Category == CategoryEscalate {
 		if cfg.logger != nil {
 			cfg.logger.Warn("spotflow: escalate", "method", c.req.Method, "path", c.req.URL.Path,

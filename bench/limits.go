@@ -48,6 +48,9 @@ type LimitsResult struct {
 	Served429  int // of which the server answered 429
 	CallsOK    int // calls that returned 200 to the caller in the window
 	CallsError int // calls that ended in an error or a non-2xx in the window
+	// Late429 is the 429s served in the second half of the window, by
+	// when a client that learns the limit has learned it.
+	Late429 int
 }
 
 // Goodput is successful calls a second, as the caller sees them.
@@ -102,7 +105,8 @@ func Limits(ctx context.Context, cfg LimitsConfig, only func(name string) bool) 
 func limitsOne(ctx context.Context, cfg LimitsConfig, which int) (LimitsResult, error) {
 	bucket := &tokenBucket{rate: cfg.Rate, burst: float64(cfg.Burst), tokens: float64(cfg.Burst), last: time.Now()}
 	var open atomic.Bool
-	var hits, ok2xx, got429 atomic.Int64
+	var hits, ok2xx, got429, late429 atomic.Int64
+	var mid atomic.Int64 // the middle of the window, in Unix nanoseconds
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		counted := open.Load()
 		if counted {
@@ -111,6 +115,9 @@ func limitsOne(ctx context.Context, cfg LimitsConfig, which int) (LimitsResult, 
 		if wait, ok := bucket.take(time.Now()); !ok {
 			if counted {
 				got429.Add(1)
+				if time.Now().UnixNano() >= mid.Load() {
+					late429.Add(1)
+				}
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Retry-After", strconv.Itoa(wait))
@@ -136,6 +143,7 @@ func limitsOne(ctx context.Context, cfg LimitsConfig, which int) (LimitsResult, 
 	var callsOK, callsErr atomic.Int64
 	start := time.Now()
 	end := start.Add(cfg.Duration)
+	mid.Store(start.Add(cfg.Duration / 2).UnixNano())
 	open.Store(true)
 	var wg sync.WaitGroup
 	for range cfg.Workers {
@@ -174,6 +182,7 @@ func limitsOne(ctx context.Context, cfg LimitsConfig, which int) (LimitsResult, 
 		Served429:  int(got429.Load()),
 		CallsOK:    int(callsOK.Load()),
 		CallsError: int(callsErr.Load()),
+		Late429:    int(late429.Load()),
 	}, nil
 }
 

@@ -6,7 +6,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/jarcoal/httpmock v1.4.2
 	github.com/oapi-codegen/runtime v1.8.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-00010101000000-000000000000
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261126072837-f4c3c1f10f05
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.71.0
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/sdk v1.46.0

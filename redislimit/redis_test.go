@@ -1,14 +1,10 @@
 package redislimit_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/spotflow-go/spotflowhttp/redislimit/redistest"
 	"go.uber.org/goleak"
 )
 
@@ -29,13 +26,13 @@ func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
 	redis.SetLogger(quiet{}) // go-redis logs every failed dial; the tests say what matters
-	if _, err := exec.LookPath("redis-server"); err == nil {
-		s, err := startRedis()
+	if redistest.Available() {
+		s, err := redistest.Start()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		shared = s
+		shared = &redisServer{s}
 	}
 	code := m.Run()
 	if shared != nil {
@@ -69,132 +66,33 @@ func ownRedis(t *testing.T) *redisServer {
 	if shared == nil {
 		t.Skip(noRedis)
 	}
-	s, err := startRedis()
+	s, err := redistest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.kill)
-	return s
+	t.Cleanup(s.Kill)
+	return &redisServer{s}
 }
 
-// redisServer is a redis-server process on a loopback port, without
-// persistence.
-type redisServer struct {
-	addr string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	out    *bytes.Buffer // its output, read once it has exited
-}
-
-// startRedis starts a server on a free loopback port. The port is free when
-// looked at and may be taken before redis-server binds it, so it tries a
-// few.
-func startRedis() (*redisServer, error) {
-	var err error
-	for range 5 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			return nil, err
-		}
-		addr := l.Addr().String()
-		l.Close()
-		s := &redisServer{addr: addr}
-		if err = s.start(); err == nil {
-			return s, nil
-		}
-	}
-	return nil, err
-}
-
-// start runs redis-server on s.addr and waits, at most 5 s, until it
-// answers PING.
-func (s *redisServer) start() error {
-	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
-	out := new(bytes.Buffer)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.mu.Lock()
-	s.cmd, s.exited, s.out = cmd, exited, out
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server on %s exited: %s", s.addr, strings.TrimSpace(out.String()))
-		default:
-		}
-		if ping(s.addr) == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("redis-server on %s did not answer PING within 5 s", s.addr)
-}
-
-// ping sends one PING, without go-redis, bounded by a second.
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
+// redisServer is a redistest.Server with the tests' error handling.
+type redisServer struct{ *redistest.Server }
 
 // kill ends the server at once, as a crash would, and waits for it.
-func (s *redisServer) kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT) // in case it is frozen
-	cmd.Process.Kill()
-	<-exited
-}
+func (s *redisServer) kill() { s.Kill() }
 
 // restart starts the server again on the same port, empty.
 func (s *redisServer) restart(t *testing.T) {
 	t.Helper()
-	var err error
-	for range 3 { // the port can take a moment to be free again
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal(err)
 }
 
 // signal sends sig to the server: SIGSTOP freezes it, with its connections
 // open and unanswered, SIGCONT thaws it.
 func (s *redisServer) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := s.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -203,7 +101,7 @@ func (s *redisServer) signal(t *testing.T, sig syscall.Signal) {
 // applied as New's documentation asks.
 func (s *redisServer) client(t *testing.T) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: s.addr, ContextTimeoutEnabled: true})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }

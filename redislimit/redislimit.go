@@ -4,10 +4,15 @@
 // A per-process limiter (spotflowhttp.WithRateLimit) keeps one process under
 // the account's limit, but ten processes each at the limit send ten times
 // too much. A Limiter keeps its state in Redis instead, with GCRA (the
-// generic cell rate algorithm of github.com/go-redis/redis_rate), so every
-// process that uses the same name draws from one budget; and it shares
-// Spotflow's requests to pause (a 429 with Retry-After), so one process's
-// 429 holds back all of them. Plug it into the transport:
+// generic cell rate algorithm, in the format of
+// github.com/go-redis/redis_rate), so every process that uses the same name
+// draws from one budget; and it shares Spotflow's requests to pause (a 429
+// with Retry-After), so one process's 429 holds back all of them.
+//
+// Each Wait takes the next free slot of that budget in one atomic call to
+// Redis and sleeps until it, so waiters are served in the order they ask,
+// whichever process they are in, and together they use the whole rate.
+// Plug it into the transport:
 //
 //	l, err := redislimit.New(rdb, "acct-3f2a", redis_rate.PerSecond(5))
 //	if err != nil {
@@ -30,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +72,7 @@ type Limiter struct {
 	rdb      redis.UniversalClient
 	limit    redis_rate.Limit
 	name     string
-	rateKey  string // as given to redis_rate, which prefixes "rate:"
+	rateKey  string // the schedule, where redis_rate keeps it (see schedule.go)
 	coolKey  string
 	timeout  time.Duration
 	maxWait  time.Duration
@@ -77,6 +83,10 @@ type Limiter struct {
 	// The time source; tests replace it.
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
+	// admitted, when set (by tests), is told of each Wait that returns nil
+	// after a reservation: its ctx, when it first asked Redis and its slot,
+	// both by Redis's clock.
+	admitted func(ctx context.Context, asked, slot time.Time)
 
 	until     atomic.Int64 // end of the latest known cool-down, Unix nanoseconds; 0 for none
 	down      atomic.Bool  // Redis is unreachable: pace locally
@@ -134,7 +144,7 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 		rdb:      rdb,
 		limit:    limit,
 		name:     name,
-		rateKey:  "spotflowhttp:{" + name + "}",
+		rateKey:  "rate:spotflowhttp:{" + name + "}",
 		coolKey:  "spotflowhttp:{" + name + "}:cooldown",
 		timeout:  cfg.timeout,
 		maxWait:  cfg.maxWait,
@@ -152,69 +162,129 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 }
 
 // Wait blocks until one request may be sent: after any cool-down set by
-// CoolDown (here or in another process sharing the name), and once the
-// shared budget has a token for it. It returns at once, without waiting,
-// with an error matching ErrWaitTooLong if the wait would take longer in all
-// than the cap (WithMaxWait), and with one matching
-// context.DeadlineExceeded if it would pass ctx's deadline; and promptly,
-// with an error wrapping ctx.Err(), if ctx is done first. The cap is checked
-// first, as spotflowhttp does for WithMaxRetryAfter.
+// CoolDown (here or in another process sharing the name), and at its turn
+// in the shared budget. It returns at once, without waiting, with an error
+// matching ErrWaitTooLong if the wait would take longer in all than the cap
+// (WithMaxWait), and with one matching context.DeadlineExceeded if it would
+// pass ctx's deadline; and promptly, with an error wrapping ctx.Err(), if
+// ctx is done first. The cap is checked first, as spotflowhttp does for
+// WithMaxRetryAfter.
+//
+// Waiters are queued: each Wait takes, in one call to Redis, the next free
+// slot of the schedule shared by every process, in the order Redis receives
+// them, and sleeps until it. So under contention every waiter waits about
+// as long as the others, and no slot is left unused between two waiters'
+// polls: the processes together get the whole rate. A Wait that ends
+// before its slot (ctx done) gives the slot back when no later one has
+// been handed out since. A cool-down that starts while a Wait sleeps, by a
+// CoolDown on this Limiter, sends it to the back of the queue after the
+// cool-down; one set by another process is seen by the next Wait.
 //
 // While Redis is unreachable Wait paces locally instead, and returns no
 // error for that; it then honours only the cool-downs this Limiter knows
 // of: those passed to its CoolDown and those it last read from Redis.
-//
-// Waiters are not queued: when a token frees up, whichever asks Redis first
-// gets it. The rate holds, but under contention some waits run well past
-// the average (with 8 waiters at 40 a second, 200 ms on average, the
-// longest seen was about 1.4 s).
 func (l *Limiter) Wait(ctx context.Context) error {
 	w := &waiting{start: l.now()}
-	for {
+	for range maxRounds {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("redislimit: %w", err)
 		}
 		now := l.now()
-		if d := l.coolingFor(now); d > 0 {
-			if err := l.pause(ctx, w, now, d, "the cool-down to end"); err != nil {
-				return err
-			}
-			continue
-		}
+		cool := l.coolingFor(now)
 		if !l.useRedis(now) {
+			if cool > 0 {
+				if err := l.pause(ctx, w, now, cool, "the cool-down to end"); err != nil {
+					return err
+				}
+				continue
+			}
 			return l.waitLocal(ctx, w)
 		}
-		res, cool, err := l.allow(ctx)
+		maxDelay, byDeadline := l.patience(ctx, w, now)
+		g, err := l.reserve(ctx, cool, maxDelay)
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return fmt.Errorf("redislimit: %w", cerr)
 			}
 			l.failed(err)
-			return l.waitLocal(ctx, w)
+			continue // the next round paces locally
 		}
 		l.reachable()
-		now = l.now()
-		if cool > 0 {
-			// A token the script just granted is spent for nothing; the
-			// bucket drained during a cool-down spreads the restart instead
-			// of letting every process burst at its end.
-			l.extend(now.Add(cool))
-			continue
+		if w.asked == "" {
+			w.asked = g.now
 		}
-		if res.Allowed > 0 {
-			return nil
+		now = l.now() // the delays run from Redis's answer
+		if g.cool > 0 {
+			l.extend(now.Add(g.cool)) // so that it holds if Redis goes away
 		}
-		if err := l.pause(ctx, w, now, max(res.RetryAfter, time.Millisecond), "a token"); err != nil {
+		if !g.ok {
+			return l.refuse(ctx, w, now, g, byDeadline)
+		}
+		at := now.Add(g.delay)
+		if dl, ok := ctx.Deadline(); ok && at.After(dl) {
+			// The round trip took what was left: Redis saw the slot
+			// within the deadline, the local clock does not.
+			l.giveBack(ctx, g)
+			return fmt.Errorf("redislimit: waiting %v for a token would pass the context's deadline: %w", round(g.delay), context.DeadlineExceeded)
+		}
+		if g.delay > 0 {
+			w.paused = true
+			if err := l.sleep(ctx, g.delay); err != nil {
+				l.giveBack(ctx, g)
+				return fmt.Errorf("redislimit: waiting for a token: %w", err)
+			}
+		}
+		if l.coolingFor(l.now()) > 0 {
+			continue // a 429 came while this waited: its slot is spent, queue after the cool-down
+		}
+		if l.admitted != nil {
+			l.admitted(ctx, redisTime(w.asked), redisTime(g.slot))
+		}
+		return nil
+	}
+	return fmt.Errorf("redislimit: still held back after %d cool-downs in %v: %w", maxRounds, round(l.now().Sub(w.start)), ErrWaitTooLong)
+}
+
+// maxRounds bounds the cool-downs one Wait goes through: each new 429 while
+// it waits sends it round again, and each round waits at least until the
+// cool-down ends, so the cap (WithMaxWait) is usually what ends it first.
+const maxRounds = 64
+
+// patience is how far ahead a slot may be for w: what is left of the cap,
+// or until ctx's deadline if that is sooner (byDeadline).
+func (l *Limiter) patience(ctx context.Context, w *waiting, now time.Time) (d time.Duration, byDeadline bool) {
+	d = l.maxWait - now.Sub(w.start)
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < d {
+		return dl.Sub(now), true
+	}
+	return d, false
+}
+
+// refuse says why a slot was not taken: the cool-down or the queue was
+// longer than w may wait.
+func (l *Limiter) refuse(ctx context.Context, w *waiting, now time.Time, g grant, byDeadline bool) error {
+	if g.cool > 0 {
+		if err := l.tooLong(ctx, w, now, g.cool, "the cool-down to end"); err != nil {
 			return err
 		}
 	}
+	if err := l.tooLong(ctx, w, now, g.delay, "a token"); err != nil {
+		return err
+	}
+	// Only rounding to microseconds lands here.
+	if byDeadline {
+		return fmt.Errorf("redislimit: waiting %v for a token would pass the context's deadline: %w", round(g.delay), context.DeadlineExceeded)
+	}
+	return fmt.Errorf("redislimit: waiting %v for a token would be over the cap of %v (WithMaxWait): %w", round(g.delay), l.maxWait, ErrWaitTooLong)
 }
 
 // CoolDown holds back, until the given time, Wait in every process that
 // shares the Limiter's name: a spotflowhttp transport calls it on a 429 with
 // Retry-After, or X-RateLimit-Remaining 0. A cool-down already set to end
 // later is kept, never shortened. The time is also remembered locally, so
-// it holds while Redis is unreachable.
+// it holds while Redis is unreachable. When it ends, the waiters leave one
+// at a time at the shared rate, not in a burst: the budget counts as spent
+// up to its end.
 //
 // CoolDown is best effort and reports no error. Its Redis call is bounded by
 // the timeout but not cut short by ctx's cancellation: the request that saw
@@ -232,7 +302,8 @@ func (l *Limiter) CoolDown(ctx context.Context, until time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
 	defer cancel()
 	ms := (d + time.Millisecond - 1) / time.Millisecond
-	if err := coolDownScript.Run(ctx, l.rdb, []string{l.coolKey}, int64(ms), until.UnixMilli()).Err(); err != nil {
+	if err := coolDownScript.Run(ctx, l.rdb, []string{l.coolKey, l.rateKey}, int64(ms), until.UnixMilli(),
+		l.limit.Burst, l.limit.Rate, l.limit.Period.Seconds()).Err(); err != nil {
 		l.failed(l.timedOut(ctx, err))
 		return
 	}
@@ -240,40 +311,32 @@ func (l *Limiter) CoolDown(ctx context.Context, until time.Time) {
 }
 
 // coolDownScript sets the cool-down unless one that ends later is already
-// set. The key expires by itself. The test is on the time to live rather
-// than on the stored time, so that processes whose clocks disagree still
-// agree on when it ends: Redis's clock decides. The value, the end in Unix
-// milliseconds by the setter's clock, is there for people reading Redis.
+// set, and drains the schedule up to its end. The key expires by itself.
+// The test is on the time to live rather than on the stored time, so that
+// processes whose clocks disagree still agree on when it ends: Redis's
+// clock decides. The value, the end in Unix milliseconds by the setter's
+// clock, is there for people reading Redis.
 //
-// KEYS[1] the cool-down key; ARGV[1] its length in ms; ARGV[2] its end.
+// KEYS[1] the cool-down key; KEYS[2] the schedule (see reserveScript).
+// ARGV[1] its length in ms; ARGV[2] its end; ARGV[3] burst; ARGV[4] rate;
+// ARGV[5] period in seconds.
 var coolDownScript = redis.NewScript(`
+redis.replicate_commands()
 local want = tonumber(ARGV[1])
-if redis.call('PTTL', KEYS[1]) < want then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', want)
-  return 1
+if redis.call('PTTL', KEYS[1]) >= want then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[2], 'PX', want)
+local interval = tonumber(ARGV[5]) / tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) - ` + strconv.Itoa(epoch2017) + `) + tonumber(t[2]) / 1000000
+local drained = now + want / 1000 + (tonumber(ARGV[3]) - 1) * interval
+local tat = tonumber(redis.call('GET', KEYS[2]) or 0) or 0
+if tat < drained then
+  redis.call('SET', KEYS[2], string.format('%.17g', drained), 'PX', math.ceil((drained - now) * 1000))
+end
+return 1
 `)
-
-// allow asks Redis for a token and for the time left of the shared
-// cool-down, in one round trip.
-func (l *Limiter) allow(ctx context.Context) (*redis_rate.Result, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	p := &pipelined{UniversalClient: l.rdb, coolKey: l.coolKey}
-	res, err := redis_rate.NewLimiter(p).Allow(ctx, l.rateKey, l.limit)
-	if err != nil {
-		return nil, 0, l.timedOut(ctx, err)
-	}
-	if p.ttl == nil { // redis_rate ran its script some other way
-		p.ttl = l.rdb.PTTL(ctx, l.coolKey)
-	}
-	ttl, err := p.ttl.Result()
-	if err != nil {
-		return nil, 0, l.timedOut(ctx, err)
-	}
-	return res, ttl, nil // ttl is negative when there is no cool-down
-}
 
 // timedOut says so when err is the timeout of a Redis call, for the log.
 func (l *Limiter) timedOut(ctx context.Context, err error) error {
@@ -281,31 +344,6 @@ func (l *Limiter) timedOut(ctx context.Context, err error) error {
 		return fmt.Errorf("no answer within %v: %w", l.timeout, err)
 	}
 	return err
-}
-
-// pipelined is the Redis client as redis_rate sees it: each script it runs
-// is sent in one pipeline with a PTTL of the cool-down key, which saves a
-// round trip on every Wait.
-type pipelined struct {
-	redis.UniversalClient
-	coolKey string
-	ttl     *redis.DurationCmd
-}
-
-func (p *pipelined) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return p.with(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.EvalSha(ctx, sha1, keys, args...) })
-}
-
-func (p *pipelined) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return p.with(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.Eval(ctx, script, keys, args...) })
-}
-
-func (p *pipelined) with(ctx context.Context, eval func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
-	pipe := p.UniversalClient.Pipeline()
-	p.ttl = pipe.PTTL(ctx, p.coolKey)
-	cmd := eval(pipe)
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return cmd
 }
 
 // waitLocal takes a token from the local limiter, for when Redis is
@@ -327,13 +365,27 @@ func (l *Limiter) waitLocal(ctx context.Context, w *waiting) error {
 // waiting is one call of Wait, for the cap.
 type waiting struct {
 	start  time.Time
-	paused bool // it has slept already
+	paused bool   // it has slept already
+	asked  string // Redis's time at its first answer, for tests (admitted)
 }
 
 // pause sleeps for d, or fails at once if that would make the Wait last
 // longer than the cap, or pass ctx's deadline. The cap is on the whole
-// Wait, not on each pause: under contention a Wait can pause many times.
+// Wait, not on each pause: a Wait can pause more than once.
 func (l *Limiter) pause(ctx context.Context, w *waiting, now time.Time, d time.Duration, what string) error {
+	if err := l.tooLong(ctx, w, now, d, what); err != nil {
+		return err
+	}
+	w.paused = true
+	if err := l.sleep(ctx, d); err != nil {
+		return fmt.Errorf("redislimit: waiting for %s: %w", what, err)
+	}
+	return nil
+}
+
+// tooLong returns the error for waiting d more for what, if that would
+// make w last longer than the cap or pass ctx's deadline, and nil if not.
+func (l *Limiter) tooLong(ctx context.Context, w *waiting, now time.Time, d time.Duration, what string) error {
 	if total := now.Add(d).Sub(w.start); total > l.maxWait {
 		if w.paused {
 			return fmt.Errorf("redislimit: waiting %v more for %s, after %v, would take %v, over the cap of %v (WithMaxWait): %w",
@@ -344,10 +396,6 @@ func (l *Limiter) pause(ctx context.Context, w *waiting, now time.Time, d time.D
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
 		return fmt.Errorf("redislimit: waiting %v for %s would pass the context's deadline: %w", round(d), what, context.DeadlineExceeded)
-	}
-	w.paused = true
-	if err := l.sleep(ctx, d); err != nil {
-		return fmt.Errorf("redislimit: waiting for %s: %w", what, err)
 	}
 	return nil
 }

@@ -31,6 +31,18 @@ const (
 	contentTypeHTML = "text/html; charset=utf-8"
 )
 
+// The statuses of payments and transfers.
+const (
+	statusPending    = "pending"
+	statusSuccessful = "successful"
+	statusFailed     = "failed"
+)
+
+// checkoutURLPrefix makes a checkout's URL. The reserved .invalid domain
+// never resolves: the simulator serves no checkout page, its customers are
+// modelled by [Checkout].
+const checkoutURLPrefix = "https://checkout.spotflow.invalid/"
+
 // badRequestBody is the shape of 400s: the code sits in "message".
 //
 //	{"error":"Bad Request","message":"missing_parameter","status":400}
@@ -75,14 +87,17 @@ func htmlError(status int) []byte {
 	return fmt.Appendf(nil, "<html><body><h1>%d %s</h1></body></html>", status, http.StatusText(status))
 }
 
-// paymentBody is the payment object of the API.
+// paymentBody is the payment object of the API. A redirect checkout's
+// payment also carries its checkoutUrl and paymentCode.
 type paymentBody struct {
-	ID        string            `json:"id"`
-	Reference string            `json:"reference"`
-	Amount    int64             `json:"amount"`
-	Currency  string            `json:"currency"`
-	Status    string            `json:"status"`
-	Metadata  map[string]string `json:"metadata"`
+	ID          string            `json:"id"`
+	Reference   string            `json:"reference"`
+	Amount      int64             `json:"amount"`
+	Currency    string            `json:"currency"`
+	Status      string            `json:"status"`
+	CheckoutURL string            `json:"checkoutUrl,omitempty"`
+	PaymentCode string            `json:"paymentCode,omitempty"`
+	Metadata    map[string]string `json:"metadata"`
 }
 
 // transferBody is the transfer object of the API.
@@ -98,12 +113,14 @@ type transferBody struct {
 
 func paymentJSON(p *Payment) []byte {
 	return mustMarshal(paymentBody{
-		ID:        p.ID,
-		Reference: p.Reference,
-		Amount:    p.Amount,
-		Currency:  p.Currency,
-		Status:    p.Status,
-		Metadata:  nonNil(p.Metadata),
+		ID:          p.ID,
+		Reference:   p.Reference,
+		Amount:      p.Amount,
+		Currency:    p.Currency,
+		Status:      p.Status,
+		CheckoutURL: p.CheckoutURL,
+		PaymentCode: p.PaymentCode,
+		Metadata:    nonNil(p.Metadata),
 	})
 }
 

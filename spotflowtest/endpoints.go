@@ -18,7 +18,8 @@ type outcome struct {
 	replayed  bool // the body is a stored success, replayed for its key
 }
 
-// create handles POST /payments and POST /transfers. Requests sharing an
+// create handles POST /payments, POST /payments/initialize and
+// POST /transfers. Requests sharing an
 // Idempotency-Key run one at a time; the ledger itself is guarded by s.mu, so
 // two keys racing for one reference still create one resource.
 func (s *Server) create(rt route, key string, body []byte) outcome {
@@ -31,9 +32,9 @@ func (s *Server) create(rt route, key string, body []byte) outcome {
 		}
 	}
 
-	if rt.kind == routeCreatePayment {
+	if rt.kind == routeCreatePayment || rt.kind == routeInitializePayment {
 		p, err := parsePayment(body)
-		if err != nil {
+		if err != nil || (rt.kind == routeInitializePayment && p.Reference == "") {
 			return s.badRequest(codeMissingParameter)
 		}
 		p.IdempotencyKey = key
@@ -67,7 +68,10 @@ func (s *Server) replay(rt route, key string, hash [32]byte) (outcome, bool) {
 	return outcome{status: rec.status, body: rec.body, replayed: true}, true
 }
 
+// commitPayment creates a payment: a successful one for POST /payments (201),
+// a pending checkout for POST /payments/initialize (200).
 func (s *Server) commitPayment(p Payment, key string, rt route, hash [32]byte) outcome {
+	now := s.cfg.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.Reference == "" {
@@ -78,10 +82,21 @@ func (s *Server) commitPayment(p Payment, key string, rt route, hash [32]byte) o
 		return outcome{status: http.StatusBadRequest, body: badRequest(codeDuplicateReference)}
 	}
 	p.ID = "pay_" + s.randomHexLocked(8)
-	p.Status = "successful"
-	s.paymentRefs[p.Reference] = len(s.payments)
+	p.Status = statusSuccessful
+	status := http.StatusCreated
+	if rt.kind == routeInitializePayment {
+		p.Status = statusPending
+		p.PaymentCode = s.randomHexLocked(6)
+		p.CheckoutURL = checkoutURLPrefix + p.PaymentCode
+		status = http.StatusOK
+	}
+	i := len(s.payments)
+	s.paymentRefs[p.Reference] = i
 	s.payments = append(s.payments, p)
-	return s.committedLocked(key, rt, hash, paymentJSON(&p))
+	if p.Status == statusPending {
+		s.scheduleCheckoutLocked(i, now)
+	}
+	return s.committedLocked(key, rt, hash, status, paymentJSON(&p))
 }
 
 func (s *Server) commitTransfer(t Transfer, key string, rt route, hash [32]byte) outcome {
@@ -105,21 +120,21 @@ func (s *Server) commitTransfer(t Transfer, key string, rt route, hash [32]byte)
 	}
 	s.balance -= t.Amount
 	t.ID = "trf_" + s.randomHexLocked(8)
-	t.Status = "successful"
+	t.Status = statusSuccessful
 	s.transferRefs[t.Reference] = len(s.transfers)
 	s.transfers = append(s.transfers, t)
-	return s.committedLocked(key, rt, hash, transferJSON(&t))
+	return s.committedLocked(key, rt, hash, http.StatusCreated, transferJSON(&t))
 }
 
 // committedLocked records the success under the key, so that whatever
 // happens to this response (an injected 500, a reset) a retry with the same
 // key gets the success. s.mu must be held.
-func (s *Server) committedLocked(key string, rt route, hash [32]byte, body []byte) outcome {
+func (s *Server) committedLocked(key string, rt route, hash [32]byte, status int, body []byte) outcome {
 	s.stats.Created++
 	if key != "" {
-		s.idempotency[key] = &idempotencyRecord{route: rt.name, bodyHash: hash, status: http.StatusCreated, body: body}
+		s.idempotency[key] = &idempotencyRecord{route: rt.name, bodyHash: hash, status: status, body: body}
 	}
-	return outcome{status: http.StatusCreated, body: body, committed: true}
+	return outcome{status: status, body: body, committed: true}
 }
 
 // assignReferenceLocked returns a fresh "spf_" reference unused in refs.
@@ -138,9 +153,11 @@ func (s *Server) read(rt route) outcome {
 	if rt.reference == "" {
 		return s.badRequest(codeMissingParameter)
 	}
+	now := s.cfg.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rt.kind == routeVerifyPayment {
+		s.settleCheckoutsLocked(now)
 		if i, ok := s.paymentRefs[rt.reference]; ok {
 			return outcome{status: http.StatusOK, body: paymentJSON(&s.payments[i])}
 		}
@@ -172,8 +189,9 @@ type paymentRequest struct {
 }
 
 // parsePayment validates a payment request: amount (a positive integer),
-// currency and customer.email are required; anything malformed is treated
-// like a missing parameter, as the API does.
+// currency and customer.email are required (and reference, for
+// initialize); anything malformed is treated like a missing parameter, as
+// the API does.
 func parsePayment(body []byte) (Payment, error) {
 	var req paymentRequest
 	if err := json.Unmarshal(body, &req); err != nil {

@@ -14,10 +14,10 @@ import (
 // # Which requests are faulted
 //
 // Latency and outages apply to every request. The other faults apply to the
-// requests that create resources (POST /payments and POST /transfers), and to
-// reads (GET) too when Reads is set. Faults are injected only after the
-// request has been authenticated and has passed the rate limiter, so a
-// faulted request still used a token.
+// requests that create resources (POST /payments, POST /payments/initialize
+// and POST /transfers), and to reads (GET) too when Reads is set. Faults are
+// injected only after the request has been authenticated and has passed the
+// rate limiter, so a faulted request still used a token.
 //
 // # Determinism
 //
@@ -147,17 +147,7 @@ type decision struct {
 // decide computes the decision for the n-th (0-based) arrival of identity on
 // route. It is a pure function of its arguments.
 func (f *Faults) decide(seed int64, route, identity string, n int, faultable bool) decision {
-	h := fnv.New64a()
-	var buf [8]byte
-	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
-	h.Write(buf[:])
-	h.Write([]byte(route))
-	h.Write([]byte{0})
-	h.Write([]byte(identity))
-	h.Write([]byte{0})
-	binary.LittleEndian.PutUint64(buf[:], uint64(n))
-	h.Write(buf[:])
-	sum := splitmix64(h.Sum64())
+	sum := hash64(seed, route, identity, uint64(n))
 
 	d := decision{
 		latency:     f.Latency,
@@ -195,6 +185,25 @@ func (f *Faults) decide(seed int64, route, identity string, n int, faultable boo
 }
 
 var proxyStatuses = [...]int{502, 503, 504}
+
+// hash64 is the source of every seeded decision of the package (faults,
+// checkout outcomes, webhook delivery): FNV-1a over the seed, a, b and n,
+// finished with a splitmix64 step. Decisions that hash what they are about,
+// rather than draw from a shared generator, do not depend on the order in
+// which concurrent requests arrive.
+func hash64(seed int64, a, b string, n uint64) uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], uint64(seed))
+	h.Write(buf[:])
+	h.Write([]byte(a))
+	h.Write([]byte{0})
+	h.Write([]byte(b))
+	h.Write([]byte{0})
+	binary.LittleEndian.PutUint64(buf[:], n)
+	h.Write(buf[:])
+	return splitmix64(h.Sum64())
+}
 
 // splitmix64 is the finaliser of the SplitMix64 generator: a bijection that
 // spreads every input bit over the output.

@@ -24,8 +24,17 @@ type Payment struct {
 	// IdempotencyKey is the Idempotency-Key of the request that created
 	// the payment, or "" if it had none.
 	IdempotencyKey string
-	// Status is always "successful".
+	// Status is "successful" for a payment made with POST /payments. A
+	// redirect checkout (POST /payments/initialize) is "pending" until its
+	// customer finishes (see [Checkout]), then "successful" or "failed".
 	Status string
+	// PaymentCode is the code of a redirect checkout, "" for a payment
+	// made with POST /payments.
+	PaymentCode string
+	// CheckoutURL is the page a redirect checkout's customer is sent to,
+	// "" for a payment made with POST /payments. The simulator does not
+	// serve it.
+	CheckoutURL string
 }
 
 // Transfer is a transfer (payout) the [Server] created. Values returned by
@@ -58,8 +67,11 @@ type Transfer struct {
 type Stats struct {
 	// Requests counts every request that arrived, whatever became of it.
 	Requests int
-	// Created counts payments and transfers created.
+	// Created counts payments (checkouts included) and transfers created.
 	Created int
+	// CheckoutsCompleted counts redirect checkouts that have become
+	// "successful" or "failed".
+	CheckoutsCompleted int
 	// Replayed counts successes replayed for a repeated Idempotency-Key.
 	Replayed int
 	// RateLimited counts 429 rate_limit_exceeded responses.
@@ -87,16 +99,34 @@ type Stats struct {
 	NotFound int
 }
 
-// Payments returns a copy of the payments created so far, oldest first. It is
-// safe for concurrent use.
+// Payments returns a copy of the payments created so far, oldest first, with
+// the checkouts due on the server's clock completed. It is safe for
+// concurrent use.
 func (s *Server) Payments() []Payment {
+	now := s.cfg.clock()
 	s.mu.Lock()
+	s.settleCheckoutsLocked(now)
 	defer s.mu.Unlock()
 	out := make([]Payment, len(s.payments))
 	for i, p := range s.payments {
 		out[i] = p.clone()
 	}
 	return out
+}
+
+// Payment returns a copy of the payment with reference, as GET
+// /payments/verify would show it, and whether there is one. It is safe for
+// concurrent use.
+func (s *Server) Payment(reference string) (Payment, bool) {
+	now := s.cfg.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleCheckoutsLocked(now)
+	i, ok := s.paymentRefs[reference]
+	if !ok {
+		return Payment{}, false
+	}
+	return s.payments[i].clone(), true
 }
 
 // Transfers returns a copy of the transfers created so far, oldest first. It
@@ -114,7 +144,9 @@ func (s *Server) Transfers() []Transfer {
 // Charges returns how many resources, payments and transfers together, were
 // created with reference. The server refuses a second resource of the same
 // kind with a reference already used, so a result above 1 means a payment and
-// a transfer share it. It is safe for concurrent use.
+// a transfer share it. A redirect checkout counts whatever its status; see
+// [Server.Payment] for whether its customer paid. It is safe for concurrent
+// use.
 func (s *Server) Charges(reference string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,10 +193,12 @@ func (s *Server) Balance() int64 {
 	return s.balance
 }
 
-// Stats returns a snapshot of the server's counters. It is safe for
-// concurrent use.
+// Stats returns a snapshot of the server's counters, with the checkouts due
+// on the server's clock completed. It is safe for concurrent use.
 func (s *Server) Stats() Stats {
+	now := s.cfg.clock()
 	s.mu.Lock()
+	s.settleCheckoutsLocked(now)
 	defer s.mu.Unlock()
 	return s.stats
 }

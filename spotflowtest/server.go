@@ -59,6 +59,7 @@ const maxBodyBytes = 1 << 20
 // The API requires "Authorization: Bearer <key>" on every request and serves:
 //
 //	POST /api/v1/payments                          create a payment (201)
+//	POST /api/v1/payments/initialize               start a redirect checkout (200)
 //	POST /api/v1/transfers                         create a transfer (201)
 //	GET  /api/v1/payments/verify?reference=R       fetch a payment (200, 404)
 //	GET  /api/v1/transfers/reference/{reference}   fetch a transfer (200, 404)
@@ -66,6 +67,11 @@ const maxBodyBytes = 1 << 20
 // Each request goes through, in order: latency, outage, authentication,
 // rate limiting, routing, injected faults, idempotency and validation,
 // commit, after-commit faults.
+//
+// A redirect checkout is a payment: it shares the payments' references, its
+// Idempotency-Key is bound to its own route, and it is answered 200 with the
+// payment "pending", its checkoutUrl and its paymentCode. Its customer
+// finishes later, as [Checkout] describes.
 //
 // References are unique per kind: a payment (or transfer) whose reference is
 // already taken by a payment (or transfer) gets 400 duplicate_reference. A
@@ -109,6 +115,8 @@ type Server struct {
 	transfers    []Transfer
 	paymentRefs  map[string]int // reference → index in payments
 	transferRefs map[string]int // reference → index in transfers
+	checkouts    checkoutHeap   // pending redirect checkouts, by due time
+	checkoutOf   map[int]*checkout
 	balance      int64
 	stats        Stats
 }
@@ -122,6 +130,7 @@ type config struct {
 	rateHeadersSet bool
 	seed           int64
 	faults         Faults
+	checkout       Checkout
 	clock          func() time.Time
 }
 
@@ -228,6 +237,7 @@ func NewServer(opts ...Option) *Server {
 		idempotency:  make(map[string]*idempotencyRecord),
 		paymentRefs:  make(map[string]int),
 		transferRefs: make(map[string]int),
+		checkoutOf:   make(map[int]*checkout),
 		balance:      cfg.balance,
 	}
 	if cfg.ratePerSecond > 0 {
@@ -550,13 +560,14 @@ const (
 	routeNotFound routeKind = iota
 	routeMethodNotAllowed
 	routeCreatePayment
+	routeInitializePayment
 	routeCreateTransfer
 	routeVerifyPayment
 	routeGetTransfer
 )
 
 func (k routeKind) creates() bool {
-	return k == routeCreatePayment || k == routeCreateTransfer
+	return k == routeCreatePayment || k == routeInitializePayment || k == routeCreateTransfer
 }
 
 func (k routeKind) reads() bool {
@@ -583,6 +594,11 @@ func routeOf(r *http.Request) route {
 			return route{kind: routeMethodNotAllowed, name: "unknown", allow: http.MethodPost}
 		}
 		return route{kind: routeCreatePayment, name: "POST /payments"}
+	case rest == "/payments/initialize":
+		if method != http.MethodPost {
+			return route{kind: routeMethodNotAllowed, name: "unknown", allow: http.MethodPost}
+		}
+		return route{kind: routeInitializePayment, name: "POST /payments/initialize"}
 	case rest == "/transfers":
 		if method != http.MethodPost {
 			return route{kind: routeMethodNotAllowed, name: "unknown", allow: http.MethodPost}

@@ -14,14 +14,13 @@ import (
 )
 
 // Spotflow answers 429 with Retry-After, then creates the payment. The fake
-// clock (newFakeClock, in clock_test.go) records the wait instead of
-// sleeping.
+// clock of spotflowtest records the wait instead of sleeping.
 func Example() {
 	mock := httpmock.NewMockTransport()
 	mock.RegisterResponder(http.MethodPost, "https://api.spotflow.co/api/v1/payments",
 		spotflowtest.RateLimitExceeded(2*time.Second).Then(spotflowtest.PaymentCreated("order-1042", 5000)))
 
-	clock := newFakeClock()
+	clock := spotflowtest.NewClock(time.Now())
 	client := &http.Client{Transport: spotflowhttp.NewTransport(mock,
 		spotflowhttp.WithClock(clock),
 		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {

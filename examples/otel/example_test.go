@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -87,4 +88,14 @@ func Example_perAttempt() {
 	// HTTP GET 503 Error
 	// HTTP GET 503 Error
 	// HTTP GET 200 Unset
+}
+
+// statusOf is the HTTP status a span recorded.
+func statusOf(s sdktrace.ReadOnlySpan) int64 {
+	for _, kv := range s.Attributes() {
+		if kv.Key == attribute.Key("http.response.status_code") {
+			return kv.Value.AsInt64()
+		}
+	}
+	return 0
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -89,15 +88,6 @@ func post(ctx context.Context, t *testing.T, url string) *http.Request {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	return req
-}
-
-func statusOf(s sdktrace.ReadOnlySpan) int64 {
-	for _, kv := range s.Attributes() {
-		if kv.Key == attribute.Key("http.response.status_code") {
-			return kv.Value.AsInt64()
-		}
-	}
-	return 0
 }
 
 // A call that needs 3 attempts (503, 503, 201) records one span outside the

@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/compare                  # outage only, a few seconds
 //	go run ./cmd/compare -limits -chaos   # everything, about two minutes
+//	go run ./cmd/compare -outage=false -shared   # redislimit, 4 and 16 processes, about 90 s
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,10 @@ func main() {
 	payments := flag.Int("payments", 2000, "chaos: payments per client")
 	seed := flag.Int64("seed", 1, "chaos: simulator seed")
 	only := flag.String("only", "", "run only clients whose name contains this")
+	shared := flag.Bool("shared", false, "run processes sharing one budget through Redis (redislimit against polling; needs redis-server in PATH)")
+	sharedRate := flag.Int("shared-rate", 40, "shared: the budget, requests a second")
+	sharedProcs := flag.String("shared-procs", "4,16", "shared: process counts, comma-separated")
+	sharedWorkers := flag.Int("shared-workers", 2, "shared: workers per process")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -49,6 +55,21 @@ func main() {
 		check(err)
 		fmt.Printf("## Limits: %d workers for %s per client, server admits %.0f req/s (burst %d), 429 + Retry-After\n\n%s\n",
 			*workers, *duration, *rate, *burst, bench.LimitsTable(res))
+	}
+	if *shared {
+		var procs []int
+		for _, f := range strings.Split(*sharedProcs, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				check(fmt.Errorf("-shared-procs %q: want positive numbers separated by commas", *sharedProcs))
+			}
+			procs = append(procs, n)
+		}
+		cfg := bench.SharedLimitConfig{Processes: procs, Workers: *sharedWorkers, Duration: *duration, Rate: *sharedRate, Burst: 2}
+		res, err := bench.SharedLimit(ctx, cfg, filter)
+		check(err)
+		fmt.Printf("## Shared limit: processes sharing %d req/s (burst 2) through Redis, %d workers each, %s per run, counted after the first second\n\n%s\n",
+			*sharedRate, *sharedWorkers, *duration, bench.SharedLimitTable(res))
 	}
 	if *chaos {
 		res, err := bench.Chaos(ctx, bench.ChaosConfig{Payments: *payments, Workers: *workers, Seed: *seed}, filter)

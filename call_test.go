@@ -1,8 +1,7 @@
 package spotflowhttp_test
 
 import (
-	"context"
-	"io"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,21 +9,9 @@ import (
 	"github.com/spotflow-go/spotflowhttp"
 )
 
-func statusBase(statuses ...int) (http.RoundTripper, *int) {
-	n := new(int)
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Body != nil {
-			io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-		}
-		s := statuses[min(*n, len(statuses)-1)]
-		*n++
-		return &http.Response{StatusCode: s, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"code":"x_y"}`)), Request: r}, nil
-	}), n
-}
-
-// ErrorOf after the call's context is reused for a second call.
-func TestRegressionContextReuse(t *testing.T) {
+// A request made with the context of a finished call's response is a new
+// call: its own key, its own ErrorOf.
+func TestFinishedCallContextStartsNewCall(t *testing.T) {
 	base, _ := statusBase(400, 200)
 	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()))
 	req, _ := http.NewRequest("POST", "https://api.spotflow.co/x", strings.NewReader(`{}`))
@@ -43,9 +30,9 @@ func TestRegressionContextReuse(t *testing.T) {
 	}
 }
 
-// Found in review: a request made from inside a callback with the in-flight
-// call's context is a call of its own, not an attempt of the outer call.
-func TestRegressionInFlightContextJoinsCall(t *testing.T) {
+// A request made from inside a callback with the in-flight call's context
+// is a call of its own, not an attempt of the outer call.
+func TestCallbackRequestIsOwnCall(t *testing.T) {
 	base, n := statusBase(200)
 	var tr *spotflowhttp.Transport
 	tr = spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()),
@@ -64,25 +51,29 @@ func TestRegressionInFlightContextJoinsCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := spotflowhttp.ErrorOf(resp)
-	t.Logf("sent %d, ErrorOf %v", *n, e)
-	if e == nil || e.Attempts != 1 {
-		t.Fatalf("Attempts = %v, one POST sent", e)
+	if e == nil || e.Attempts != 1 || *n != 2 {
+		t.Fatalf("ErrorOf = %v after %d requests; want 1 attempt, and the POST and the GET sent", e, *n)
 	}
 }
 
-// Found in review: GetBody returning (nil, nil) must not panic.
-func TestRegressionGetBodyNilNil(t *testing.T) {
-	base, _ := statusBase(200)
-	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithReference("reference"))
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", "https://api.spotflow.co/x", strings.NewReader(`{}`))
-	req.GetBody = func() (io.ReadCloser, error) { return nil, nil }
-	defer func() {
-		if p := recover(); p != nil {
-			t.Fatalf("panic: %v", p)
-		}
-	}()
-	resp, err := tr.RoundTrip(req)
-	if err == nil {
-		resp.Body.Close()
+// A base that breaks the RoundTripper contract gets an error, not a panic.
+func TestBrokenBase(t *testing.T) {
+	body := newReadCloseCounter(strings.NewReader("x"))
+	for name, base := range map[string]roundTripperFunc{
+		"nil, nil": func(r *http.Request) (*http.Response, error) { return nil, nil },
+		"both": func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Body: body, Request: r}, errors.New("broken")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock())).RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+			var e *spotflowhttp.Error
+			if resp != nil || !errors.As(err, &e) || e.Uncertain != true {
+				t.Fatalf("got %v, %v", resp, err)
+			}
+		})
+	}
+	if body.closes.Load() == 0 {
+		t.Error("the response returned with an error was not closed")
 	}
 }

@@ -1,0 +1,249 @@
+// Package boltjournal keeps a [spotflowhttp.Journal] in a single file with
+// bbolt (go.etcd.io/bbolt): the default choice for a service on one machine.
+// Every Record is on disk (fsync) before it returns, so the request it
+// describes leaves only once its entry would survive a crash.
+//
+// Writes that arrive while another is being committed are committed
+// together, with one fsync, so concurrent calls share the cost of durability
+// instead of queueing for it; a lone write never waits for company.
+//
+// The file is locked while open: one process at a time. That is also why
+// [Open] frees every entry it finds: the process that held them is gone.
+package boltjournal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/spotflow-go/spotflowhttp"
+)
+
+// Journal is a [spotflowhttp.Journal] in a bbolt file. It is safe for
+// concurrent use by multiple goroutines.
+type Journal struct {
+	db *bolt.DB
+
+	mu     sync.Mutex
+	queue  []*write // writes waiting for the next commit
+	busy   bool     // a writer is committing
+	closed bool
+}
+
+var _ spotflowhttp.Journal = (*Journal)(nil)
+
+var bucket = []byte("entries")
+
+// LockTimeout is how long Open waits for another process to release the
+// file before it fails.
+const LockTimeout = time.Second
+
+// ErrClosed is returned by the methods of a closed Journal.
+var ErrClosed = errors.New("boltjournal: journal closed")
+
+// Open opens the journal file at path, creating it (mode 0600: entries hold
+// request bodies) if needed. Every entry in it is freed, its claim ended
+// now, since the file can only have been held by a process that has exited:
+// a reconciler may settle them at once. The caller must Close the journal.
+func Open(path string) (*Journal, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("boltjournal: open %s: %w", path, err)
+	}
+	now := time.Now()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var e spotflowhttp.Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("entry %q: %w", k, err)
+			}
+			if !e.Until.After(now) {
+				return nil
+			}
+			e.Until = now
+			return put(b, e)
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltjournal: open %s: %w", path, err)
+	}
+	return &Journal{db: db}, nil
+}
+
+// Close waits for the writes in progress and closes the file. Later calls
+// of the Journal's methods return [ErrClosed].
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	return j.db.Close() // waits for a commit in progress
+
+}
+
+// Record implements [spotflowhttp.Journal]: the entry is on disk when it
+// returns.
+func (j *Journal) Record(ctx context.Context, e spotflowhttp.Entry) error {
+	if e.Key == "" {
+		return errors.New("boltjournal: entry without a key")
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return j.commit(func(b *bolt.Bucket) error { return b.Put([]byte(e.Key), v) })
+}
+
+// Claim implements [spotflowhttp.Journal].
+func (j *Journal) Claim(ctx context.Context, key, owner string, now, until time.Time) (bool, error) {
+	var ok bool
+	err := j.commit(func(b *bolt.Bucket) error {
+		ok = false
+		e, found, err := get(b, key)
+		if err != nil || !found || !spotflowhttp.Claimable(e, owner, now) {
+			return err
+		}
+		e.Owner, e.Until = owner, until
+		ok = true
+		return put(b, e)
+	})
+	return ok, err
+}
+
+// Settle implements [spotflowhttp.Journal].
+func (j *Journal) Settle(ctx context.Context, key, owner string) (bool, error) {
+	var ok bool
+	err := j.commit(func(b *bolt.Bucket) error {
+		ok = false
+		e, found, err := get(b, key)
+		if err != nil || !found || e.Owner != owner {
+			return err
+		}
+		ok = true
+		return b.Delete([]byte(key))
+	})
+	return ok, err
+}
+
+// Pending implements [spotflowhttp.Journal].
+func (j *Journal) Pending(ctx context.Context) ([]spotflowhttp.Entry, error) {
+	var out []spotflowhttp.Entry
+	err := j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var e spotflowhttp.Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("boltjournal: entry %q: %w", k, err)
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		err = ErrClosed
+	}
+	spotflowhttp.SortEntries(out)
+	return out, err
+}
+
+func get(b *bolt.Bucket, key string) (e spotflowhttp.Entry, found bool, err error) {
+	v := b.Get([]byte(key))
+	if v == nil {
+		return e, false, nil
+	}
+	if err := json.Unmarshal(v, &e); err != nil {
+		return e, false, fmt.Errorf("boltjournal: entry %q: %w", key, err)
+	}
+	return e, true, nil
+}
+
+func put(b *bolt.Bucket, e spotflowhttp.Entry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(e.Key), v)
+}
+
+// write is one change waiting for a commit. lead tells a waiter that it is
+// to commit the queue; otherwise err is its result.
+type write struct {
+	fn   func(*bolt.Bucket) error
+	err  error
+	done chan bool // receives lead
+}
+
+// commit applies fn in a transaction and returns once it is on disk.
+// Group commit: the first writer to find no commit running commits
+// everything queued in one transaction (one fsync); the writers that queue
+// up meanwhile wait, and the first of them commits the next batch. A batch
+// whose transaction fails is retried one write at a time, so one bad write
+// fails alone.
+func (j *Journal) commit(fn func(*bolt.Bucket) error) error {
+	w := &write{fn: fn, done: make(chan bool, 1)}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	j.queue = append(j.queue, w)
+	if j.busy {
+		j.mu.Unlock()
+		if lead := <-w.done; !lead {
+			return w.err
+		}
+		j.mu.Lock()
+	}
+	j.busy = true
+	batch := j.queue
+	j.queue = nil
+	j.mu.Unlock()
+
+	j.run(batch)
+
+	j.mu.Lock()
+	if len(j.queue) > 0 {
+		j.queue[0].done <- true // it commits the next batch
+	} else {
+		j.busy = false
+	}
+	j.mu.Unlock()
+	return w.err
+}
+
+// run commits batch and gives every writer in it its result.
+func (j *Journal) run(batch []*write) {
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		for _, w := range batch {
+			if err := w.fn(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 {
+		for _, w := range batch {
+			w.err = j.db.Update(func(tx *bolt.Tx) error { return w.fn(tx.Bucket(bucket)) })
+		}
+	} else {
+		for _, w := range batch {
+			w.err = err
+		}
+	}
+	for _, w := range batch {
+		if errors.Is(w.err, berrors.ErrDatabaseNotOpen) {
+			w.err = ErrClosed
+		}
+		w.done <- false // buffered: the leader, not waiting, never reads it
+	}
+}

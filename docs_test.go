@@ -1,0 +1,196 @@
+package spotflowhttp_test
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/doc"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Every Example in the repository, sub-modules included, must be a program
+// pkg.go.dev can show and run: go/doc gives it a playable form only when it
+// uses nothing but its own file's declarations and imported packages (a
+// helper from another test file, such as a fake clock, takes that away).
+func TestExamplesArePlayable(t *testing.T) {
+	dirs := map[string][]string{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, "_test.go") {
+			dirs[filepath.Dir(path)] = append(dirs[filepath.Dir(path)], path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for dir, paths := range dirs {
+		fset := token.NewFileSet()
+		var files []*ast.File
+		for _, p := range paths {
+			f, err := parser.ParseFile(fset, p, nil, parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+		for _, ex := range doc.Examples(files...) {
+			n++
+			if ex.Play == nil {
+				t.Errorf("%s: Example%s is not a complete program (go/doc gives it no playable form): "+
+					"does it use a helper from another file?", dir, ex.Name)
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("found only %d examples; is the walk looking in the right place?", n)
+	}
+}
+
+// readmeProgram is a complete program in a ```go block of the README.
+type readmeProgram struct {
+	line int    // of the block's first line in README.md
+	src  string // the block's text
+	file *ast.File
+}
+
+// readmePrograms returns the README's Go blocks that are programs
+// (package main); other Go blocks are fragments, not checked.
+func readmePrograms(t *testing.T) []readmeProgram {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progs []readmeProgram
+	lines := strings.SplitAfter(string(b), "\n")
+	for i := 0; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) != "```go" {
+			continue
+		}
+		start := i + 1
+		var src strings.Builder
+		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+			src.WriteString(lines[i])
+		}
+		if !strings.HasPrefix(src.String(), "package main\n") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), "README.md", src.String(), parser.ParseComments)
+		if err != nil {
+			t.Errorf("README.md:%d: %v", start+1, err)
+			continue
+		}
+		progs = append(progs, readmeProgram{line: start + 1, src: src.String(), file: f})
+	}
+	return progs
+}
+
+// Every program in the README compiles in the module whose
+// packages it imports: the README is what a new user copies first.
+func TestREADMEProgramsBuild(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	progs := readmePrograms(t)
+	if len(progs) < 3 {
+		t.Fatalf("found %d programs in README.md, want the quick start, the generated client, redislimit and spotflowtest", len(progs))
+	}
+	// Each program becomes a package of its module through an overlay:
+	// nothing is written into the source tree.
+	type module struct {
+		overlay map[string]string
+		pkgs    []string
+	}
+	modules := map[string]*module{}
+	dir := t.TempDir()
+	for i, p := range progs {
+		mod := "."
+		for _, imp := range p.file.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			for _, sub := range []string{"redislimit", "examples", "bench"} {
+				if path == modulePath+"/"+sub || strings.HasPrefix(path, modulePath+"/"+sub+"/") {
+					mod = sub
+				}
+			}
+		}
+		abs, err := filepath.Abs(mod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := modules[abs]
+		if m == nil {
+			m = &module{overlay: map[string]string{}}
+			modules[abs] = m
+		}
+		src := filepath.Join(dir, "prog"+strconv.Itoa(i)+".go")
+		if err := os.WriteFile(src, []byte(p.src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pkg := "readme_line_" + strconv.Itoa(p.line)
+		m.overlay[filepath.Join(abs, "zz_readme", pkg, "main.go")] = src
+		m.pkgs = append(m.pkgs, "./zz_readme/"+pkg)
+	}
+	for abs, m := range modules {
+		overlay, _ := json.Marshal(map[string]any{"Replace": m.overlay})
+		of := filepath.Join(dir, "overlay-"+strconv.Itoa(len(overlay))+filepath.Base(abs)+".json")
+		if err := os.WriteFile(of, overlay, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// -o into a directory: go build writes a lone main package's
+		// executable into the current directory otherwise.
+		cmd := exec.Command(goTool, append([]string{"build", "-overlay", of, "-o", t.TempDir() + string(filepath.Separator)}, m.pkgs...)...)
+		cmd.Dir = abs
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("README programs in %s (packages named after their line in README.md) do not build: %v\n%s", abs, err, out)
+		}
+	}
+}
+
+// The README's spotflowtest program is the package's Example, whose output
+// go test checks, so the program cannot rot.
+func TestREADMESimulatorProgramIsTheExample(t *testing.T) {
+	var readme string
+	for _, p := range readmePrograms(t) {
+		if strings.Contains(p.src, "spotflowtest.NewServer") {
+			readme = p.src
+		}
+	}
+	if readme == "" {
+		t.Fatal("README.md has no program using spotflowtest.NewServer")
+	}
+	b, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := string(b)
+	const head = "\nfunc Example() {\n"
+	i := strings.Index(example, head)
+	if i < 0 {
+		t.Fatal("example_test.go has no func Example()")
+	}
+	example = example[i+len(head):]
+	example = example[:strings.Index(example, "\t// Output:")]
+	const main = "\nfunc main() {\n"
+	readme = readme[strings.Index(readme, main)+len(main):]
+	readme = strings.TrimSuffix(readme, "}\n")
+	if readme != example {
+		t.Errorf("the body of main in README.md's spotflowtest program differs from Example in example_test.go:\nREADME:\n%s\nExample:\n%s", readme, example)
+	}
+}
+
+const modulePath = "github.com/spotflow-go/spotflowhttp"

@@ -1,0 +1,205 @@
+package spotflowhttp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/journaltest"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+)
+
+func TestMemoryJournal(t *testing.T) {
+	journaltest.Run(t, func(*testing.T) spotflowhttp.Journal { return spotflowhttp.NewMemoryJournal() })
+}
+
+// recordingJournal is a MemoryJournal that lets a test look at the journal
+// from inside the server, at the moment an attempt arrives, and can fail.
+type recordingJournal struct {
+	*spotflowhttp.MemoryJournal
+	failRecord error
+}
+
+func (j *recordingJournal) Record(ctx context.Context, e spotflowhttp.Entry) error {
+	if j.failRecord != nil {
+		return j.failRecord
+	}
+	return j.MemoryJournal.Record(ctx, e)
+}
+
+func pendingOf(t *testing.T, j spotflowhttp.Journal) []spotflowhttp.Entry {
+	t.Helper()
+	es, err := j.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func journaledPayment(t *testing.T, ctx context.Context, srv *spotflowtest.Server, ref string) *http.Request {
+	t.Helper()
+	body := `{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"}`
+	if ref != "" {
+		body += `,"reference":"` + ref + `"`
+	}
+	body += "}"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.BaseURL()+"/payments", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+srv.SecretKey())
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+// TestJournalEntryWrittenBeforeFirstAttempt looks into the journal while
+// the first attempt is at the server: the entry must be there, with the
+// request as sent, and without the Authorization header.
+func TestJournalEntryWrittenBeforeFirstAttempt(t *testing.T) {
+	srv := spotflowtest.NewServer()
+	defer srv.Close()
+	j := spotflowhttp.NewMemoryJournal()
+	var seen []spotflowhttp.Entry
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		seen = pendingOf(t, j)
+		return srv.Client().Transport.RoundTrip(r)
+	})
+	clock := newFakeClock()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(base,
+		spotflowhttp.WithJournal(j), spotflowhttp.WithReference("reference"), spotflowhttp.WithClock(clock))}
+	ctx := spotflowhttp.ContextWithAccount(context.Background(), "merchant-7")
+	resp, err := client.Do(journaledPayment(t, ctx, srv, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	key := spotflowhttp.IdempotencyKeyOf(resp)
+	if len(seen) != 1 {
+		t.Fatalf("during the first attempt the journal had %d entries, want 1", len(seen))
+	}
+	e := seen[0]
+	p := srv.Payments()[0]
+	wantBody := `{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"` + key + `"}`
+	if e.Key != key || e.Reference != p.Reference || e.Reference != key || e.Account != "merchant-7" ||
+		e.Method != http.MethodPost || e.URL != srv.BaseURL()+"/payments" || string(e.Body) != wantBody ||
+		!e.Time.Equal(clock.Now()) || e.Owner == "" || !e.Until.After(clock.Now()) {
+		t.Errorf("entry = %+v\nwant key and reference %s, account merchant-7, body %s, held from now", e, key, wantBody)
+	}
+	if got := e.Header.Get("Idempotency-Key"); got != key {
+		t.Errorf("entry's Idempotency-Key header = %q, want %q", got, key)
+	}
+	if len(e.Header) != 2 || e.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("entry's header = %v, want Content-Type and Idempotency-Key only", e.Header)
+	}
+	if bytes.Contains(e.Body, []byte(srv.SecretKey())) || strings.Contains(e.URL, srv.SecretKey()) {
+		t.Error("the entry holds the secret key")
+	}
+	if es := pendingOf(t, j); len(es) != 0 {
+		t.Errorf("after a 201 the journal still has %+v", es)
+	}
+}
+
+// TestJournalKeepsUncertainPending: a call that ends uncertain leaves its
+// entry pending and released; certain failures settle theirs.
+func TestJournalKeepsUncertainPending(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		faults    spotflowtest.Faults
+		body      string
+		uncertain bool
+	}{
+		{"reset after commit", spotflowtest.Faults{Schedule: []spotflowtest.Fault{spotflowtest.FaultResetAfterCommit}}, "", true},
+		{"500 after commit", spotflowtest.Faults{Schedule: []spotflowtest.Fault{spotflowtest.FaultServerErrorAfterCommit}}, "", true},
+		{"502 before commit", spotflowtest.Faults{Schedule: []spotflowtest.Fault{spotflowtest.FaultProxyError}}, "", true},
+		{"400 missing_parameter", spotflowtest.Faults{}, `{"amount":5000}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := spotflowtest.NewServer(spotflowtest.WithFaults(tc.faults))
+			defer srv.Close()
+			j := spotflowhttp.NewMemoryJournal()
+			clock := newFakeClock()
+			client := &http.Client{Transport: spotflowhttp.NewTransport(srv.Client().Transport,
+				spotflowhttp.WithJournal(j), spotflowhttp.WithMaxAttempts(1), spotflowhttp.WithClock(clock))}
+			req := journaledPayment(t, context.Background(), srv, "order-1")
+			if tc.body != "" {
+				req, _ = http.NewRequest(http.MethodPost, srv.BaseURL()+"/payments", strings.NewReader(tc.body))
+				req.Header.Set("Authorization", "Bearer "+srv.SecretKey())
+			}
+			resp, err := client.Do(req)
+			var e *spotflowhttp.Error
+			if err == nil {
+				resp.Body.Close()
+				e = spotflowhttp.ErrorOf(resp)
+			} else if !errors.As(err, &e) {
+				t.Fatalf("error %v is not an *Error", err)
+			}
+			if e == nil || e.Uncertain != tc.uncertain {
+				t.Fatalf("call ended with %v, want uncertain=%v", e, tc.uncertain)
+			}
+			es := pendingOf(t, j)
+			if !tc.uncertain {
+				if len(es) != 0 {
+					t.Fatalf("a certain failure left %+v pending", es)
+				}
+				return
+			}
+			if len(es) != 1 || es[0].Key != e.IdempotencyKey || es[0].Reference != "order-1" {
+				t.Fatalf("pending = %+v, want the call's entry (key %s)", es, e.IdempotencyKey)
+			}
+			if es[0].Until.After(clock.Now()) {
+				t.Errorf("the uncertain call still holds its entry until %v (now %v)", es[0].Until, clock.Now())
+			}
+		})
+	}
+}
+
+// TestJournalWriteFailureSendsNothing: no entry, no request.
+func TestJournalWriteFailureSendsNothing(t *testing.T) {
+	srv := spotflowtest.NewServer()
+	defer srv.Close()
+	disk := errors.New("disk full")
+	j := &recordingJournal{MemoryJournal: spotflowhttp.NewMemoryJournal(), failRecord: disk}
+	client := &http.Client{Transport: spotflowhttp.NewTransport(srv.Client().Transport, spotflowhttp.WithJournal(j))}
+	body := newReadCloseCounter(strings.NewReader(`{"amount":1}`))
+	req, _ := http.NewRequest(http.MethodPost, srv.BaseURL()+"/payments", body)
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(`{"amount":1}`)), nil }
+	_, err := client.Do(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, disk) || e.Attempts != 0 || e.Uncertain || e.Category != spotflowhttp.CategoryRetry {
+		t.Fatalf("err = %v, want a certain CategoryRetry *Error with 0 attempts wrapping the journal's error", err)
+	}
+	if n := srv.Stats().Requests; n != 0 {
+		t.Errorf("%d requests reached the server without a journal entry", n)
+	}
+	if body.closes.Load() == 0 {
+		t.Error("the request body was not closed")
+	}
+}
+
+// TestJournalSkipsUnkeyedAndReads: only keyed creates are journaled.
+func TestJournalSkipsUnkeyedAndReads(t *testing.T) {
+	srv := spotflowtest.NewServer()
+	defer srv.Close()
+	j := &recordingJournal{MemoryJournal: spotflowhttp.NewMemoryJournal(), failRecord: errors.New("must not be called")}
+	client := &http.Client{Transport: spotflowhttp.NewTransport(srv.Client().Transport,
+		spotflowhttp.WithJournal(j), spotflowhttp.WithKeyMethods())}
+	// A POST without a key (no key methods), and a GET with one.
+	resp, err := client.Do(journaledPayment(t, context.Background(), srv, "r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequestWithContext(spotflowhttp.ContextWithIdempotencyKey(context.Background(), "k"),
+		http.MethodGet, srv.BaseURL()+"/payments/verify?reference=r1", nil)
+	req.Header.Set("Authorization", "Bearer "+srv.SecretKey())
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}

@@ -1,0 +1,344 @@
+package spotflowhttp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+)
+
+// reconcileFixture is a server, a journal and a fake clock shared by a
+// client and the reconcilers under test.
+type reconcileFixture struct {
+	t     *testing.T
+	srv   *spotflowtest.Server
+	j     spotflowhttp.Journal
+	clock *fakeClock
+
+	mu      sync.Mutex
+	settled []spotflowhttp.Settlement
+}
+
+func newReconcileFixture(t *testing.T, opts ...spotflowtest.Option) *reconcileFixture {
+	f := &reconcileFixture{t: t, srv: spotflowtest.NewServer(opts...), j: spotflowhttp.NewMemoryJournal(), clock: newFakeClock()}
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// uncertain sends body to path with one attempt, which must end uncertain,
+// and returns the entry it left pending.
+func (f *reconcileFixture) uncertain(path, body string) spotflowhttp.Entry {
+	f.t.Helper()
+	client := &http.Client{Transport: spotflowhttp.NewTransport(f.srv.Client().Transport,
+		spotflowhttp.WithJournal(f.j), spotflowhttp.WithMaxAttempts(1), spotflowhttp.WithClock(f.clock))}
+	req, _ := http.NewRequestWithContext(spotflowhttp.ContextWithAccount(context.Background(), "m1"),
+		http.MethodPost, f.srv.BaseURL()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.srv.SecretKey())
+	resp, err := client.Do(req)
+	var e *spotflowhttp.Error
+	if err == nil {
+		resp.Body.Close()
+		e = spotflowhttp.ErrorOf(resp)
+	} else {
+		errors.As(err, &e)
+	}
+	if e == nil || !e.Uncertain {
+		f.t.Fatalf("the call ended %v, want uncertain", e)
+	}
+	es := pendingOf(f.t, f.j)
+	for _, en := range es {
+		if en.Key == e.IdempotencyKey {
+			return en
+		}
+	}
+	f.t.Fatalf("the uncertain call left no entry: %+v", es)
+	return spotflowhttp.Entry{}
+}
+
+func (f *reconcileFixture) reconciler(opts ...spotflowhttp.Option) *spotflowhttp.Reconciler {
+	f.t.Helper()
+	opts = append([]spotflowhttp.Option{spotflowhttp.WithClock(f.clock), spotflowhttp.WithJournal(f.j)}, opts...)
+	r, err := spotflowhttp.NewReconciler(f.j, f.srv.Client().Transport,
+		func(req *http.Request, e spotflowhttp.Entry) error {
+			if e.Account != "m1" {
+				return fmt.Errorf("unknown account %q", e.Account)
+			}
+			req.Header.Set("Authorization", "Bearer "+f.srv.SecretKey())
+			return nil
+		},
+		func(s spotflowhttp.Settlement) {
+			f.mu.Lock()
+			f.settled = append(f.settled, s)
+			f.mu.Unlock()
+		}, opts...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+func (f *reconcileFixture) once(r *spotflowhttp.Reconciler) int {
+	f.t.Helper()
+	left, err := r.ReconcileOnce(context.Background())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return left
+}
+
+func (f *reconcileFixture) settlements() []spotflowhttp.Settlement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]spotflowhttp.Settlement(nil), f.settled...)
+}
+
+// only returns the one settlement reported, failing otherwise.
+func (f *reconcileFixture) only() spotflowhttp.Settlement {
+	f.t.Helper()
+	s := f.settlements()
+	if len(s) != 1 {
+		f.t.Fatalf("%d settlements reported, want 1: %+v", len(s), s)
+	}
+	if es := pendingOf(f.t, f.j); len(es) != 0 {
+		f.t.Fatalf("the journal still has %+v after the settlement", es)
+	}
+	return s[0]
+}
+
+func payment(ref string) string {
+	return `{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"` + ref + `"}`
+}
+
+func faults(fs ...spotflowtest.Fault) spotflowtest.Option {
+	return spotflowtest.WithFaults(spotflowtest.Faults{Schedule: fs})
+}
+
+// TestReconcileByVerify: a payment created before its connection reset is
+// found by the verify endpoint, after the wait for a webhook, and is not
+// sent again.
+func TestReconcileByVerify(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
+	e := f.uncertain("/payments", payment("ord-1"))
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(5 * time.Second))
+	if left := f.once(r); left != 1 || len(f.settlements()) != 0 {
+		t.Fatalf("before the wait for a webhook: %d left, %d settled; want 1, 0", left, len(f.settlements()))
+	}
+	f.clock.Advance(5 * time.Second)
+	if left := f.once(r); left != 0 {
+		t.Fatalf("%d left after the wait", left)
+	}
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByVerify || s.Status != "successful" ||
+		s.Entry.Key != e.Key || !strings.Contains(string(s.Resource), `"reference":"ord-1"`) {
+		t.Errorf("settlement = %s; want created by verify, successful", desc(s))
+	}
+	if n := f.srv.Arrivals(e.Key); n != 1 {
+		t.Errorf("the create arrived %d times, want 1 (verify must not re-send)", n)
+	}
+}
+
+// TestReconcileByResend: a create that never committed is not found, so it
+// is sent again with its key, and charged once.
+func TestReconcileByResend(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	e := f.uncertain("/payments", payment("ord-1"))
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(0))
+	if left := f.once(r); left != 0 {
+		t.Fatalf("%d left", left)
+	}
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByResend || s.Status != "successful" {
+		t.Errorf("settlement = %s; want created by re-send", desc(s))
+	}
+	p := f.srv.Payments()
+	if len(p) != 1 || p[0].IdempotencyKey != e.Key || f.srv.Charges("ord-1") != 1 {
+		t.Errorf("ledger = %+v; want one payment made with the journaled key %s", p, e.Key)
+	}
+}
+
+// TestReconcileWithoutReference: no reference, so no verify: the re-send
+// with the same key is answered with the original payment, replayed.
+func TestReconcileWithoutReference(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultServerErrorAfterCommit))
+	f.uncertain("/payments", `{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"metadata":{"order_id":"o1"}}`)
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(0))
+	f.once(r)
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByResend {
+		t.Errorf("settlement = %s; want created by re-send", desc(s))
+	}
+	if n := f.srv.CountMetadata("order_id", "o1"); n != 1 || f.srv.Stats().Replayed != 1 {
+		t.Errorf("%d payments for the order, %d replayed; want 1, 1", n, f.srv.Stats().Replayed)
+	}
+}
+
+// TestReconcileByWebhook: a webhook settles the entry at once, with no
+// request to Spotflow; repeated and older deliveries do not change it.
+func TestReconcileByWebhook(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
+	f.uncertain("/payments", payment("ord-1"))
+	r := f.reconciler() // the default wait for a webhook, 5 s, has not passed
+	before := f.srv.Stats().Requests
+	at := time.Now()
+	r.Observe("other", "successful", at, nil)
+	r.Observe("ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
+	r.Observe("ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
+	if left := f.once(r); left != 0 {
+		t.Fatalf("%d left", left)
+	}
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByWebhook || s.Status != "successful" {
+		t.Errorf("settlement = %s; want created by webhook, successful", desc(s))
+	}
+	if n := f.srv.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests sent to settle an entry a webhook told of", n)
+	}
+}
+
+// TestReconcileNotCreated: a transfer refused for good on re-send
+// (insufficient_balance) was not created.
+func TestReconcileNotCreated(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetBeforeCommit), spotflowtest.WithBalance(100))
+	f.uncertain("/transfers", `{"amount":5000,"currency":"NGN","reference":"trf-1"}`)
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(0))
+	f.once(r)
+	s := f.only()
+	var e *spotflowhttp.Error
+	if s.Outcome != spotflowhttp.OutcomeNotCreated || s.By != spotflowhttp.SettledByResend ||
+		!errors.As(s.Err, &e) || e.Code != "insufficient_balance" {
+		t.Errorf("settlement = %s; want not created by re-send, insufficient_balance", desc(s))
+	}
+	if n := len(f.srv.Transfers()); n != 0 {
+		t.Errorf("%d transfers in the ledger", n)
+	}
+}
+
+// TestReconcileAfterWindow: once Spotflow's idempotency window has closed,
+// a re-send could charge twice: the entry goes to a human instead.
+func TestReconcileAfterWindow(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	e := f.uncertain("/payments", payment("ord-1"))
+	f.clock.Advance(spotflowhttp.IdempotencyWindow)
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(0))
+	f.once(r)
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeNeedsHuman || s.By != spotflowhttp.SettledByExpiry || s.Err == nil {
+		t.Errorf("settlement = %s; want needs a human, by expiry", desc(s))
+	}
+	if n := f.srv.Arrivals(e.Key); n != 1 {
+		t.Errorf("the create arrived %d times; want 1: no re-send after the window", n)
+	}
+}
+
+// TestReconcileAuthorizeFails: no credential, no request: the entry stays.
+func TestReconcileAuthorizeFails(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	client := &http.Client{Transport: spotflowhttp.NewTransport(f.srv.Client().Transport,
+		spotflowhttp.WithJournal(f.j), spotflowhttp.WithMaxAttempts(1), spotflowhttp.WithClock(f.clock))}
+	req, _ := http.NewRequest(http.MethodPost, f.srv.BaseURL()+"/payments", strings.NewReader(payment("ord-1")))
+	req.Header.Set("Authorization", "Bearer "+f.srv.SecretKey())
+	if _, err := client.Do(req); err == nil { // no account: the authorize function refuses it
+		t.Fatal("want a reset")
+	}
+	r := f.reconciler(spotflowhttp.WithVerifyAfter(0))
+	before := f.srv.Stats().Requests
+	if left := f.once(r); left != 1 || len(f.settlements()) != 0 {
+		t.Fatalf("%d left, %d settled; want 1, 0", left, len(f.settlements()))
+	}
+	if n := f.srv.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests sent without a credential", n)
+	}
+}
+
+// TestReconcilersSettleEachOnce: three reconcilers on one journal, racing
+// over 30 entries, report each exactly once.
+func TestReconcilersSettleEachOnce(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
+	const n = 30
+	for i := range n {
+		f.uncertain("/payments", payment(fmt.Sprintf("ord-%d", i)))
+	}
+	rs := []*spotflowhttp.Reconciler{
+		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
+		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
+		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
+	}
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if left, _ := r.ReconcileOnce(context.Background()); left == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for _, s := range f.settlements() {
+		seen[s.Entry.Reference]++
+		if s.Outcome != spotflowhttp.OutcomeCreated {
+			t.Errorf("%s: %v", s.Entry.Reference, s.Outcome)
+		}
+	}
+	for i := range n {
+		if ref := fmt.Sprintf("ord-%d", i); seen[ref] != 1 {
+			t.Errorf("%s reported %d times, want 1", ref, seen[ref])
+		}
+	}
+}
+
+// TestReconcilerRunStopsAndWakes: Run settles an entry as soon as a webhook
+// is observed (its interval is an hour), and returns when its context ends.
+func TestReconcilerRunStopsAndWakes(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
+	f.uncertain("/payments", payment("ord-1"))
+	r := f.reconciler(spotflowhttp.WithReconcileInterval(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	r.Observe("ord-1", "successful", time.Now(), nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.settlements()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if s := f.only(); s.By != spotflowhttp.SettledByWebhook {
+		t.Errorf("settled by %v, want webhook", s.By)
+	}
+}
+
+func TestNewReconcilerNeedsItsFunctions(t *testing.T) {
+	j := spotflowhttp.NewMemoryJournal()
+	auth := func(*http.Request, spotflowhttp.Entry) error { return nil }
+	report := func(spotflowhttp.Settlement) {}
+	for _, tc := range []struct {
+		j      spotflowhttp.Journal
+		auth   func(*http.Request, spotflowhttp.Entry) error
+		report func(spotflowhttp.Settlement)
+	}{{nil, auth, report}, {j, nil, report}, {j, auth, nil}} {
+		if _, err := spotflowhttp.NewReconciler(tc.j, nil, tc.auth, tc.report); err == nil {
+			t.Error("NewReconciler accepted a nil argument")
+		}
+	}
+}
+
+// desc is a settlement in a line, for failure messages.
+func desc(s spotflowhttp.Settlement) string {
+	return fmt.Sprintf("%s by %s (key %s, reference %q, status %q, err %v)", s.Outcome, s.By, s.Entry.Key, s.Entry.Reference, s.Status, s.Err)
+}

@@ -1,0 +1,315 @@
+package spotflowhttp
+
+import (
+	"hash/maphash"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+)
+
+// What the stack learns from a response belongs to where the response came
+// from. A 429, an X-RateLimit hold, the adaptive estimate, a key's preset
+// bucket and a halt after a 401 apply to one host and one credential: a
+// client shared with another API, or one transport serving many merchants'
+// keys, must not let one of them hold back the others. The retry budget,
+// which measures the health of a server, applies to one host.
+
+// scope is the state learned about one host and one credential. A scope is
+// shared by every call with that host and credential; its fields are atomic
+// or guarded by their own locks.
+type scope struct {
+	host *hostScope
+
+	coolUntil atomic.Int64          // end of a 429 cool-down, Unix ns; 0 for none
+	holdUntil atomic.Int64          // end of an X-RateLimit-Remaining 0 hold, Unix ns; 0 for none
+	halted    atomic.Pointer[Error] // the 401 that halted this credential (WithHaltOnEscalate)
+	keyBucket *rate.Limiter         // the credential's preset bucket (WithRateLimitByKey), nil if none
+	adaptive  *adaptiveLimiter      // WithAdaptiveRateLimit, nil if off
+
+	used atomic.Uint64 // the registry's tick at the last use, for eviction
+}
+
+// hostScope is the state learned about one host.
+type hostScope struct {
+	budget *retryBudget // nil when the budget is disabled
+	used   atomic.Uint64
+}
+
+// active reports whether s holds something that must not be forgotten: a
+// cool-down, a hold or a halt. now is in Unix ns.
+func (s *scope) active(now int64) bool {
+	return s.coolUntil.Load() > now || s.holdUntil.Load() > now || s.halted.Load() != nil
+}
+
+// scopeKey identifies a scope: the host as sent, in lower case, and a
+// fingerprint of the Authorization header.
+type scopeKey struct {
+	host string
+	cred uint64
+}
+
+// maxScopes bounds the scopes one stack keeps, and so its memory, however
+// many hosts and keys pass through it. Beyond it the least recently used are
+// forgotten, those with nothing active first.
+const maxScopes = 4096
+
+// scopes is the registry of a stack's scopes. Lookups of existing scopes
+// take no lock; only adding a scope past the bound (evicting) does.
+type scopes struct {
+	cfg   *config
+	seed  maphash.Seed // per process and registry: fingerprints say nothing outside it
+	creds sync.Map     // scopeKey -> *scope
+	hosts sync.Map     // string -> *hostScope
+	n     atomic.Int64 // entries in creds
+	nh    atomic.Int64 // entries in hosts
+	tick  atomic.Uint64
+	evict sync.Mutex
+}
+
+func newScopes(cfg *config) *scopes {
+	return &scopes{cfg: cfg, seed: maphash.MakeSeed()}
+}
+
+// fingerprint identifies a credential without keeping it: a hash keyed by a
+// random seed made when the registry was. 0 means no credential.
+func (r *scopes) fingerprint(h http.Header) uint64 {
+	v := h["Authorization"]
+	if len(v) == 0 || v[0] == "" {
+		return 0
+	}
+	return maphash.String(r.seed, v[0]) | 1
+}
+
+// hostOf is req's host as the scopes know it: URL.Host in lower case.
+func hostOf(req *http.Request) string {
+	if req.URL == nil {
+		return ""
+	}
+	return lowerASCII(req.URL.Host)
+}
+
+// lowerASCII returns s in lower case, without allocating if it already is.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// get returns the scope of req, making it if need be.
+func (r *scopes) get(req *http.Request) *scope {
+	return r.getKey(r.key(req), req)
+}
+
+func (r *scopes) key(req *http.Request) scopeKey {
+	return scopeKey{host: hostOf(req), cred: r.fingerprint(req.Header)}
+}
+
+func (r *scopes) getKey(k scopeKey, req *http.Request) *scope {
+	if v, ok := r.creds.Load(k); ok {
+		s := v.(*scope)
+		if t := r.tick.Load(); s.used.Load() != t {
+			s.used.Store(t)
+		}
+		return s
+	}
+	return r.add(k, req)
+}
+
+func (r *scopes) add(k scopeKey, req *http.Request) *scope {
+	s := &scope{host: r.hostScope(k.host)}
+	if r.cfg.limits.byKey {
+		if rt, burst, ok := keyPreset(req.Header); ok {
+			s.keyBucket = rate.NewLimiter(rt, burst)
+		}
+	}
+	if r.cfg.limits.adaptive {
+		s.adaptive = newAdaptiveLimiter(r.cfg.limits.ceiling)
+	}
+	s.used.Store(r.tick.Add(1))
+	v, loaded := r.creds.LoadOrStore(k, s)
+	if loaded {
+		return v.(*scope)
+	}
+	if r.n.Add(1) > maxScopes {
+		r.shrink()
+	}
+	return s
+}
+
+func (r *scopes) hostScope(host string) *hostScope {
+	if v, ok := r.hosts.Load(host); ok {
+		return v.(*hostScope)
+	}
+	h := &hostScope{budget: newRetryBudget(r.cfg.retryBudget)}
+	h.used.Store(r.tick.Load())
+	v, loaded := r.hosts.LoadOrStore(host, h)
+	if loaded {
+		return v.(*hostScope)
+	}
+	if r.nh.Add(1) > maxScopes {
+		r.shrink()
+	}
+	return h
+}
+
+// shrink forgets the least recently used scopes until an eighth of the
+// bound is free: first those with nothing active, then, if a flood of
+// credentials made them all active, the oldest whatever they hold (losing a
+// cool-down costs at worst another 429; unbounded memory costs the process).
+// A host scope is forgotten only when no scope refers to it any more and its
+// budget is full.
+func (r *scopes) shrink() {
+	if !r.evict.TryLock() {
+		return // another goroutine is at it
+	}
+	defer r.evict.Unlock()
+	now := r.cfg.clock.Now().UnixNano()
+	type entry struct {
+		k    scopeKey
+		s    *scope
+		used uint64
+	}
+	var all []entry
+	r.creds.Range(func(k, v any) bool {
+		s := v.(*scope)
+		all = append(all, entry{k.(scopeKey), s, s.used.Load()})
+		return true
+	})
+	slices.SortFunc(all, func(a, b entry) int {
+		switch {
+		case a.used < b.used:
+			return -1
+		case a.used > b.used:
+			return 1
+		}
+		return 0
+	})
+	target := int64(maxScopes - maxScopes/8)
+	for pass := 0; pass < 2 && r.n.Load() > target; pass++ {
+		for i := range all {
+			if r.n.Load() <= target {
+				break
+			}
+			e := &all[i]
+			if e.s == nil || pass == 0 && e.s.active(now) {
+				continue
+			}
+			if r.creds.CompareAndDelete(e.k, e.s) {
+				r.n.Add(-1)
+			}
+			e.s = nil
+		}
+	}
+	if r.nh.Load() <= target {
+		return
+	}
+	inUse := make(map[*hostScope]bool)
+	r.creds.Range(func(_, v any) bool {
+		inUse[v.(*scope).host] = true
+		return true
+	})
+	r.hosts.Range(func(k, v any) bool {
+		h := v.(*hostScope)
+		if !inUse[h] && h.budget.full() && r.hosts.CompareAndDelete(k, h) {
+			r.nh.Add(-1)
+		}
+		return r.nh.Load() > target
+	})
+}
+
+// resume lifts every halt.
+func (r *scopes) resume() {
+	r.creds.Range(func(_, v any) bool {
+		v.(*scope).halted.Store(nil)
+		return true
+	})
+}
+
+// scopeIn returns the scope of req, a request of the call, in registry r.
+// The call remembers the last one, so that its layers and attempts pay one
+// lookup between them.
+func (c *call) scopeIn(r *scopes, req *http.Request) *scope {
+	k := r.key(req)
+	if c.scope != nil && c.scopes == r && c.scopeKey == k {
+		return c.scope
+	}
+	s := r.getKey(k, req)
+	c.scope, c.scopes, c.scopeKey = s, r, k
+	return s
+}
+
+// scopeOf returns the scope of req in registry r, through its call if it
+// has one.
+func (r *scopes) scopeOf(req *http.Request) *scope {
+	if c := callOf(req); c != nil {
+		return c.scopeIn(r, req)
+	}
+	return r.get(req)
+}
+
+// WithHosts limits the policy to requests for the given hosts, for a client
+// shared with other APIs. A request whose URL.Host matches one of hosts
+// (case-insensitive; a host listed without a port matches it on any port)
+// gets the whole policy; any other request goes straight to the base
+// transport, untouched: no key, no retry, no rate limit, no annotation.
+// Without WithHosts every request gets the policy, so a client aimed only at
+// Spotflow, its sandbox or spotflowtest needs no option. Every layer reads
+// it.
+func WithHosts(hosts ...string) Option {
+	list := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if h = strings.TrimSpace(h); h != "" {
+			list = append(list, strings.ToLower(h))
+		}
+	}
+	return optionFunc(func(cfg *config) { cfg.hosts = append(cfg.hosts[:len(cfg.hosts):len(cfg.hosts)], list...) })
+}
+
+// covers reports whether req gets the policy (see WithHosts).
+func (cfg *config) covers(req *http.Request) bool {
+	if cfg.hosts == nil {
+		return true
+	}
+	if req.URL == nil {
+		return false
+	}
+	host := req.URL.Host
+	name := host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		name = host[:i]
+	}
+	for _, h := range cfg.hosts {
+		if strings.EqualFold(h, host) || strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyPreset gives the documented limit of the key in an Authorization
+// header: test-key limits for sk_test_ keys, live-key limits for sk_live_
+// keys. The key itself is not kept.
+func keyPreset(h http.Header) (rate.Limit, int, bool) {
+	v := h["Authorization"]
+	if len(v) == 0 {
+		return 0, 0, false
+	}
+	auth := strings.TrimSpace(v[0])
+	if len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
+		auth = strings.TrimSpace(auth[7:])
+	}
+	switch {
+	case strings.HasPrefix(auth, "sk_test_"):
+		return TestKeyRate, TestKeyBurst, true
+	case strings.HasPrefix(auth, "sk_live_"):
+		return LiveKeyRate, LiveKeyBurst, true
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,144 @@
+package spotflowtest
+
+import (
+	"container/heap"
+	"errors"
+	"time"
+)
+
+// Checkout describes the customers of Spotflow's redirect checkout,
+// POST /api/v1/payments/initialize. An initialized payment is "pending"; the
+// customer finishes it Delay (plus up to DelayJitter) later on the server's
+// clock, and it becomes "successful" or, for a share FailureRate of the
+// customers, "failed". Only GET /payments/verify and the inspection methods
+// tell which; the initialize response never does.
+//
+// Both the outcome and the delay of a checkout are a function of the seed
+// (see [WithSeed]) and the payment's reference, so they do not depend on the
+// order in which requests arrive. A checkout completes once the server's
+// clock has reached its due time, when someone looks: a verify request or an
+// inspection method. With a fake clock (see [WithClock]) that is when the
+// test has moved the clock on.
+//
+// The zero value is a customer who pays successfully at once.
+type Checkout struct {
+	// FailureRate is the share of checkouts, in [0,1], that fail (a
+	// declined card, say). The default is 0: every checkout succeeds.
+	FailureRate float64
+	// Delay is how long, on the server's clock, the customer takes to
+	// finish after the payment was initialized. The default is 0.
+	Delay time.Duration
+	// DelayJitter adds a further delay in [0, DelayJitter), chosen per
+	// reference. The default is 0.
+	DelayJitter time.Duration
+}
+
+// WithCheckout sets how the customers of the redirect checkout behave. The
+// default is the zero [Checkout]: every checkout succeeds at once.
+func WithCheckout(c Checkout) Option {
+	return optionFunc(func(cfg *config) { cfg.checkout = c })
+}
+
+// ErrNotPending is returned by [Server.CompleteCheckout] for a payment that
+// is not a pending checkout.
+var ErrNotPending = errors.New("spotflowtest: no pending checkout with that reference")
+
+// CompleteCheckout finishes the pending checkout of reference now, as its
+// customer would, successfully or not, whatever [Checkout] would have
+// decided. It returns [ErrNotPending] when there is no such checkout: an
+// unknown reference, a payment made with POST /payments, or a checkout that
+// has already completed. It is safe for concurrent use.
+func (s *Server) CompleteCheckout(reference string, successful bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.paymentRefs[reference]
+	if !ok {
+		return ErrNotPending
+	}
+	c := s.checkoutOf[i]
+	if c == nil {
+		return ErrNotPending
+	}
+	c.successful = successful
+	s.finishCheckoutLocked(c)
+	heap.Remove(&s.checkouts, c.slot)
+	return nil
+}
+
+// checkout is a pending redirect-checkout payment.
+type checkout struct {
+	due        time.Time
+	seq        int // creation order, to break ties in due
+	payment    int // index in s.payments
+	successful bool
+	slot       int // index in s.checkouts, kept by the heap
+}
+
+// scheduleCheckoutLocked decides how and when the customer of payment i
+// finishes. s.mu must be held.
+func (s *Server) scheduleCheckoutLocked(i int, now time.Time) {
+	cfg := s.cfg.checkout
+	ref := s.payments[i].Reference
+	delay := cfg.Delay
+	if cfg.DelayJitter > 0 {
+		delay += time.Duration(unit(hash64(s.cfg.seed, "checkout delay", ref, 0)) * float64(cfg.DelayJitter))
+	}
+	c := &checkout{
+		due:        now.Add(delay),
+		seq:        i,
+		payment:    i,
+		successful: unit(hash64(s.cfg.seed, "checkout outcome", ref, 0)) >= min(max(cfg.FailureRate, 0), 1),
+	}
+	s.checkoutOf[i] = c
+	heap.Push(&s.checkouts, c)
+}
+
+// settleCheckoutsLocked completes every checkout due by now and returns
+// how many remain. Every path that shows a payment's status calls it first,
+// so what a client or a test sees does not depend on when a background loop
+// last ran. s.mu must be held.
+func (s *Server) settleCheckoutsLocked(now time.Time) int {
+	for len(s.checkouts) > 0 && !s.checkouts[0].due.After(now) {
+		s.finishCheckoutLocked(heap.Pop(&s.checkouts).(*checkout))
+	}
+	return len(s.checkouts)
+}
+
+// finishCheckoutLocked gives the payment its outcome. The caller removes c
+// from the heap. s.mu must be held.
+func (s *Server) finishCheckoutLocked(c *checkout) {
+	p := &s.payments[c.payment]
+	p.Status = statusFailed
+	if c.successful {
+		p.Status = statusSuccessful
+	}
+	delete(s.checkoutOf, c.payment)
+	s.stats.CheckoutsCompleted++
+}
+
+// checkoutHeap orders pending checkouts by due time, then creation.
+type checkoutHeap []*checkout
+
+func (h checkoutHeap) Len() int { return len(h) }
+func (h checkoutHeap) Less(i, j int) bool {
+	if !h[i].due.Equal(h[j].due) {
+		return h[i].due.Before(h[j].due)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h checkoutHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].slot, h[j].slot = i, j
+}
+func (h *checkoutHeap) Push(x any) {
+	c := x.(*checkout)
+	c.slot = len(*h)
+	*h = append(*h, c)
+}
+func (h *checkoutHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return c
+}
