@@ -296,7 +296,7 @@ func TestKeepAliveResendAndRetry(t *testing.T) {
 	defer base.CloseIdleConnections()
 	retries := map[string]int{}
 	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) { retries[ev.IdempotencyKey]++ }))
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { retries[ev.IdempotencyKey]++ }))
 	const calls = 5
 	keys := make([]string, calls)
 	for i := range keys {

@@ -1,6 +1,7 @@
 package redislimit_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/journaltest"
 	"github.com/spotflow-go/spotflowhttp/redislimit"
@@ -115,3 +117,52 @@ func TestReconcilersShareARedisJournal(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJournal is what a Redis journal adds to a keyed create, as the
+// root package's BenchmarkJournal measures for the others: a POST through
+// NewTransport to an in-memory server answering 201. The test server keeps
+// nothing on disk, so this is the round trips' cost; appendfsync always
+// adds Redis's fsync to it.
+func BenchmarkJournal(b *testing.B) {
+	if shared == nil {
+		b.Skip(noRedis)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: shared.Addr(), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	j, err := redislimit.NewJournal(rdb, "journal-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	created := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	rt := spotflowhttp.NewTransport(created, spotflowhttp.WithJournal(j))
+	payload := []byte(`{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"r"}`)
+	send := func() {
+		req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/api/v1/payments", bytes.NewReader(payload))
+		req.Header.Set("Authorization", "Bearer sk_test_x")
+		if resp, err := rt.RoundTrip(req); err != nil || resp.StatusCode != 201 {
+			b.Fatal(resp, err)
+		}
+	}
+	b.Run("Redis", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			send()
+		}
+	})
+	b.Run("Redis/Parallel", func(b *testing.B) {
+		b.SetParallelism(8)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				send()
+			}
+		})
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
