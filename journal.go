@@ -29,7 +29,8 @@ import (
 type Journal interface {
 	// Record writes e as pending, replacing any entry with the same key,
 	// and returns only once the entry would survive a crash of the process
-	// (fsync or equivalent). e.Owner holds its claim until e.Until.
+	// (fsync or equivalent). e.Owner holds its claim until e.Until. If it
+	// fails it must leave no entry, since the call will not be sent.
 	Record(ctx context.Context, e Entry) error
 
 	// Claim makes owner the holder of key's entry until until, if the
@@ -197,7 +198,7 @@ func (c *call) endJournal(cfg *config, e *Error) {
 		_, err = jc.j.Settle(ctx, c.key, jc.owner)
 	}
 	if err != nil && cfg.logger != nil {
-		cfg.logger.Warn("spotflow: journal write failed; the entry stays pending", "key", c.key, "error", err)
+		cfg.logger.WarnContext(c.Context, "spotflow: journal write failed; the entry stays pending", "key", c.key, "error", err)
 	}
 }
 

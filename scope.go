@@ -224,12 +224,15 @@ func (r *scopes) shrink() {
 	})
 }
 
-// resume lifts every halt.
-func (r *scopes) resume() {
+// resume lifts every halt and tells how many there were.
+func (r *scopes) resume() (lifted int) {
 	r.creds.Range(func(_, v any) bool {
-		v.(*scope).halted.Store(nil)
+		if v.(*scope).halted.Swap(nil) != nil {
+			lifted++
+		}
 		return true
 	})
+	return lifted
 }
 
 // scopeIn returns the scope of req, a request of the call, in registry r.
