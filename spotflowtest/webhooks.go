@@ -233,11 +233,10 @@ type event struct {
 
 // delivery is one copy of an event on its way to the receiver.
 type delivery struct {
+	scheduled
 	ev      *event
 	copy    int
 	attempt int // tries made so far
-	due     time.Time
-	seq     uint64
 }
 
 // webhookSender delivers a server's webhooks. Its lock is taken after the
@@ -260,8 +259,8 @@ type webhookSender struct {
 	mu       sync.Mutex
 	url      string
 	closed   bool
-	outbox   []*delivery  // emitted, waiting for room in queue, in order
-	queue    deliveryHeap // scheduled, by due time
+	outbox   []*delivery        // emitted, waiting for room in queue, in order
+	queue    dueHeap[*delivery] // scheduled, by due time
 	inflight int
 	workers  int
 	seq      uint64
@@ -398,9 +397,9 @@ func (w *webhookSender) emit(ev *event) {
 	if w.closed {
 		return
 	}
-	w.push(&delivery{ev: ev, due: due})
+	w.push(&delivery{ev: ev, scheduled: scheduled{due: due}})
 	if unit(hash64(w.seed, "webhook duplicate", ev.id, 0)) < w.cfg.Duplicates {
-		w.push(&delivery{ev: ev, copy: 1, due: due.Add(w.cfg.Backoff)})
+		w.push(&delivery{ev: ev, copy: 1, scheduled: scheduled{due: due.Add(w.cfg.Backoff)}})
 	}
 	w.spawnLocked()
 }
@@ -557,27 +556,6 @@ func (w *webhookSender) close() {
 	w.cancel()
 	w.wg.Wait()
 	w.tr.CloseIdleConnections()
-}
-
-// deliveryHeap orders deliveries by due time, then by when they were
-// emitted.
-type deliveryHeap []*delivery
-
-func (h deliveryHeap) Len() int { return len(h) }
-func (h deliveryHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h deliveryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *deliveryHeap) Push(x any)   { *h = append(*h, x.(*delivery)) }
-func (h *deliveryHeap) Pop() any {
-	old := *h
-	d := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return d
 }
 
 // webhookEventLocked emits the event of the payment or transfer at index i.
