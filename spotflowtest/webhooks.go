@@ -27,11 +27,13 @@ const (
 	EventTransferSuccessful = "transfer_successful"
 )
 
-// The Standard Webhooks headers of every delivery.
+// The Standard Webhooks headers of every delivery, and the other name
+// Spotflow's docs give the signature header (see [Webhooks] SignatureHeader).
 const (
-	HeaderWebhookID        = "webhook-id"
-	HeaderWebhookTimestamp = "webhook-timestamp"
-	HeaderWebhookSignature = "webhook-signature"
+	HeaderWebhookID         = "webhook-id"
+	HeaderWebhookTimestamp  = "webhook-timestamp"
+	HeaderWebhookSignature  = "webhook-signature"
+	HeaderSpotflowSignature = "x-spotflow-signature"
 )
 
 // Webhooks configures the webhooks a [Server] sends, as Spotflow does: a
@@ -69,6 +71,10 @@ type Webhooks struct {
 	// key. The default is a secret generated from the seed; see
 	// [Server.WebhookSecret].
 	Secret string
+	// SignatureHeader names the header that carries the signature. The
+	// default is [HeaderWebhookSignature]; Spotflow's docs also name
+	// [HeaderSpotflowSignature].
+	SignatureHeader string
 
 	// Delay is how long after an event its first delivery is sent. The
 	// default is 0.
@@ -310,6 +316,7 @@ func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *we
 	cfg.Timeout = cmpOr(cfg.Timeout, defaultTimeout)
 	cfg.Concurrency = cmpOr(cfg.Concurrency, defaultConcurrency)
 	cfg.QueueSize = cmpOr(cfg.QueueSize, defaultQueueSize)
+	cfg.SignatureHeader = cmpOr(cfg.SignatureHeader, HeaderWebhookSignature)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -517,7 +524,7 @@ func (w *webhookSender) send(d *delivery, url string) Delivery {
 	req.Header.Set("User-Agent", "spotflowtest-webhooks")
 	req.Header.Set(HeaderWebhookID, rec.ID)
 	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderWebhookSignature, sign(key, rec.ID, ts.Unix(), body))
+	req.Header.Set(w.cfg.SignatureHeader, sign(key, rec.ID, ts.Unix(), body))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		rec.Err = err
