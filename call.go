@@ -2,7 +2,6 @@ package spotflowhttp
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -37,12 +36,11 @@ type call struct {
 	scopeKey scopeKey // and its key
 
 	// trace watches a keyed create for net/http resending it on its own
-	// (see traceResends); nil for other calls.
-	// The hooks run on net/http's goroutines, possibly after RoundTrip has
-	// returned: hence atomics.
-	trace     *httptrace.ClientTrace
+	// (see traceResends) while tracing is set. Its hook runs on net/http's
+	// goroutines, possibly after RoundTrip has returned: hence the atomic.
+	trace     httptrace.ClientTrace
+	tracing   bool
 	delivered atomic.Int32 // requests of the current attempt written whole
-	h2        atomic.Bool  // a connection of the call speaks HTTP/2
 
 	journal *journalCall // the call's journal entry, nil if none
 }
@@ -57,8 +55,8 @@ func (c *call) Value(k any) any {
 	case callKey{}:
 		return c
 	case traceKey:
-		if c.trace != nil {
-			return c.trace
+		if c.tracing {
+			return &c.trace
 		}
 	}
 	return c.Context.Value(k)
@@ -90,28 +88,16 @@ func (p *keyProbe) Value(k any) any {
 // X-Idempotency-Key) again on its own when a reused keep-alive connection
 // dies before the response; the retry layer never sees that first delivery,
 // which may have been processed. Counting the requests written whole tells.
-// HTTP/2 resends only streams the server refused or never took (REFUSED_STREAM,
-// above a GOAWAY's last stream), which were not processed, so they don't
-// count. Hooks already in the caller's context still run.
+// Hooks already in the caller's context still run.
 func (c *call) traceResends() {
-	if traceKey == nil || c.trace != nil {
+	if traceKey == nil || c.tracing {
 		return
 	}
-	t := new(httptrace.ClientTrace)
 	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
-		*t = *user
+		c.trace = *user
 	}
-	gotConn, wrote := t.GotConn, t.WroteRequest
-	t.GotConn = func(info httptrace.GotConnInfo) {
-		if tc, ok := info.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok &&
-			tc.ConnectionState().NegotiatedProtocol == "h2" {
-			c.h2.Store(true)
-		}
-		if gotConn != nil {
-			gotConn(info)
-		}
-	}
-	t.WroteRequest = func(info httptrace.WroteRequestInfo) {
+	wrote := c.trace.WroteRequest
+	c.trace.WroteRequest = func(info httptrace.WroteRequestInfo) {
 		if info.Err == nil {
 			c.delivered.Add(1)
 		}
@@ -119,12 +105,23 @@ func (c *call) traceResends() {
 			wrote(info)
 		}
 	}
-	c.trace = t
+	c.tracing = true
 }
 
-// resent reports whether net/http delivered the current attempt more than
-// once over HTTP/1.
-func (c *call) resent() bool { return c.delivered.Load() > 1 && !c.h2.Load() }
+// resent reports whether net/http delivered the current attempt, which
+// ended with resp or err, more than once over HTTP/1. HTTP/2 resends only
+// streams the server refused or never took (REFUSED_STREAM, above a
+// GOAWAY's last stream), which were not processed, so they don't count.
+func (c *call) resent(resp *http.Response, err error) bool {
+	if c.delivered.Load() < 2 {
+		return false
+	}
+	if resp != nil {
+		return resp.ProtoMajor < 2
+	}
+	_, h2 := http2ErrorInfo(err)
+	return !h2
+}
 
 // callOf returns the call req belongs to, or nil.
 func callOf(req *http.Request) *call {

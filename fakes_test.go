@@ -252,6 +252,17 @@ func headers(kv ...string) http.Header {
 	return h
 }
 
+// statusOf sends a verify GET through tr and returns the status of the
+// response; an error fails the test.
+func statusOf(t *testing.T, tr http.RoundTripper) int {
+	t.Helper()
+	resp, err := roundTrip(t, tr, context.Background(), "")
+	if err != nil {
+		t.Fatalf("want a response: %v", err)
+	}
+	return resp.StatusCode
+}
+
 // roundTrip sends a verify GET through tr with an optional secret key and
 // closes the response body.
 func roundTrip(t *testing.T, tr http.RoundTripper, ctx context.Context, auth string) (*http.Response, error) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,8 +38,9 @@ const maxReferenceBody = 1 << 20
 //
 // An IdempotencyTransport is safe for concurrent use by multiple goroutines.
 type IdempotencyTransport struct {
-	next http.RoundTripper
-	cfg  *config
+	next    http.RoundTripper
+	cfg     *config
+	refName []byte // WithReference's field as a JSON string
 }
 
 var _ http.RoundTripper = (*IdempotencyTransport)(nil)
@@ -51,7 +53,11 @@ func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *Idempotenc
 }
 
 func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTransport {
-	return &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	t := &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	if cfg.referenceField != "" {
+		t.refName = jsonQuote(cfg.referenceField)
+	}
+	return t
 }
 
 // WithIdempotencyHeader sets the header that carries the key. The default
@@ -102,7 +108,8 @@ func WithKeyMethods(methods ...string) Option {
 // deduplicates the attempts of a call (it deduplicates payments and
 // transfers by "reference"). Bodies that are not JSON objects, larger than
 // 1 MiB, or without GetBody are sent untouched. The rest of the body is kept
-// byte for byte; the new body gets a correct ContentLength and GetBody. The
+// byte for byte; the new body gets a correct ContentLength and GetBody, so
+// retries resend the layer's copy, not what the caller's GetBody yields. The
 // default, and an empty field, adds nothing. [IdempotencyTransport] adds the
 // field; [RetryTransport] also reads it to decide whether a POST is safe to
 // repeat (without the option it looks for "reference").
@@ -313,21 +320,75 @@ func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key str
 	if r.GetBody == nil || r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxReferenceBody {
 		return r
 	}
-	b, ok := readBody(r)
-	if !ok {
-		return r
-	}
-	nb, ok := addField(b, t.cfg.referenceField, key)
-	if !ok {
-		return r
-	}
+	// Read the body being sent rather than a copy through GetBody: one read,
+	// one buffer, with room for the member. Whatever happens, the request
+	// then gets a body of ours; GetBody stays the caller's unless the body
+	// changes.
+	room := len(t.refName) + len(key) + 8
 	orig := r.Body
 	r = c.own(r)
-	orig.Close() // replaced below; never passed on
-	r.Body = io.NopCloser(bytes.NewReader(nb))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
+	b, err := readAllRoom(orig, r.ContentLength, room)
+	switch {
+	case err == errTooLarge:
+		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), orig), Closer: orig}
+		return r
+	case err != nil:
+		orig.Close()
+		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), errReader{err}), Closer: io.NopCloser(nil)}
+		return r
+	}
+	orig.Close()
+	nb, ok := addField(b, t.refName, t.cfg.referenceField, key)
+	if !ok {
+		r.Body = newRefBody(b)
+		return r
+	}
+	r.Body = newRefBody(nb)
+	r.GetBody = func() (io.ReadCloser, error) { return newRefBody(nb), nil }
 	r.ContentLength = int64(len(nb))
 	return r
+}
+
+// refBody is a request body of bytes the idempotency layer holds.
+type refBody struct{ bytes.Reader }
+
+func newRefBody(b []byte) *refBody {
+	rb := new(refBody)
+	rb.Reset(b)
+	return rb
+}
+
+func (*refBody) Close() error { return nil }
+
+var errTooLarge = errors.New("spotflowhttp: body over the reference limit")
+
+// readAllRoom reads r to its end into one buffer with room bytes to spare
+// at the end, sized by n (the ContentLength) when it is known. It reads at
+// most maxReferenceBody+1 bytes: beyond that it returns what it read and
+// errTooLarge.
+func readAllRoom(r io.Reader, n int64, room int) ([]byte, error) {
+	size := 512
+	if n > 0 {
+		size = int(n) + 1 // one byte more, to meet EOF without growing
+	}
+	b := make([]byte, 0, size+room)
+	for {
+		if len(b) > maxReferenceBody {
+			return b, errTooLarge
+		}
+		if cap(b)-room-len(b) <= 0 {
+			b = append(b[:cap(b)], 0)[:len(b)] // grow
+		}
+		lim := min(cap(b)-room, maxReferenceBody+1)
+		m, err := r.Read(b[len(b):lim])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // readBody reads a fresh copy of r's body through GetBody, up to
@@ -351,81 +412,6 @@ func readBody(r *http.Request) ([]byte, bool) {
 	return buf.Bytes(), true
 }
 
-// topLevel walks the members of a JSON object, calling fn with each raw
-// name (the bytes between its quotes) and raw value until fn returns false.
-// It reports false if b is not a JSON object. After json.Valid, a scan of
-// the bytes is enough: no decoder, no allocation.
-func topLevel(b []byte, fn func(name, value []byte) bool) bool {
-	if !json.Valid(b) {
-		return false
-	}
-	i := skipSpace(b, 0)
-	if b[i] != '{' {
-		return false
-	}
-	i++
-	for {
-		i = skipSpace(b, i)
-		switch b[i] {
-		case '}':
-			return true
-		case ',':
-			i = skipSpace(b, i+1)
-		}
-		end := skipString(b, i)
-		name := b[i+1 : end-1]
-		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
-		vend := skipValue(b, i)
-		if !fn(name, b[i:vend]) {
-			return true
-		}
-		i = vend
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i].
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
-}
-
-// skipValue returns the index just past the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
-}
-
 // nameIs reports whether a raw member name, escapes and all, is field in any
 // case, as Go's encoding/json matches names.
 func nameIs(raw []byte, field string) bool {
@@ -441,28 +427,35 @@ func nameIs(raw []byte, field string) bool {
 }
 
 // addField returns b with "field":"value" added as the object's last member,
-// and false if b is not a JSON object or already has field.
-func addField(b []byte, field, value string) ([]byte, bool) {
+// and false if b is not a JSON object or already has field. name is field
+// as a JSON string. The member is written in place when b has room for it.
+func addField(b, name []byte, field, value string) ([]byte, bool) {
 	members, present := 0, false
-	if !topLevel(b, func(name, _ []byte) bool {
+	if !topLevel(b, func(raw, _ []byte) bool {
 		members++
-		present = nameIs(name, field)
+		present = nameIs(raw, field)
 		return !present
 	}) || present {
 		return nil, false
 	}
-	end := bytes.LastIndexByte(b, '}')
-	name, _ := json.Marshal(field)
-	val, _ := json.Marshal(value)
-	nb := make([]byte, 0, len(b)+len(name)+len(val)+2)
-	nb = append(nb, b[:end]...)
+	var scratch [96]byte
+	m := scratch[:0]
 	if members > 0 {
-		nb = append(nb, ',')
+		m = append(m, ',')
 	}
-	nb = append(nb, name...)
-	nb = append(nb, ':')
-	nb = append(nb, val...)
-	return append(nb, b[end:]...), true
+	m = append(m, name...)
+	m = append(m, ':')
+	m = appendJSONString(m, value)
+	end := bytes.LastIndexByte(b, '}')
+	n := len(b)
+	if cap(b) >= n+len(m) {
+		b = b[:n+len(m)]
+	} else {
+		b = append(b, m...)
+	}
+	copy(b[end+len(m):], b[end:n])
+	copy(b[end:], m)
+	return b, true
 }
 
 // bodyReference returns the non-empty string value of field in req's JSON

@@ -691,11 +691,17 @@ func TestGetBodyNilNil(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != tt.statuses[0] || len(bodies) != 1 || bodies[0] != `{"amount":1}` {
-				t.Fatalf("status %d after sending %q; want %d after sending the caller's body once", resp.StatusCode, bodies, tt.statuses[0])
+			// WithReference reads the caller's body once and sends (and
+			// resends) its own copy with the reference: the broken GetBody
+			// is never called.
+			want := `{"amount":1,"reference":"` + spotflowhttp.IdempotencyKeyOf(resp) + `"}`
+			if resp.StatusCode != 200 || len(bodies) != len(tt.statuses) {
+				t.Fatalf("status %d after sending %q; want 200 after %d attempts", resp.StatusCode, bodies, len(tt.statuses))
 			}
-			if e := spotflowhttp.ErrorOf(resp); e != nil && e.Attempts != 1 {
-				t.Errorf("ErrorOf = %v, want 1 attempt", e)
+			for _, b := range bodies {
+				if b != want {
+					t.Fatalf("sent %q, want %q", b, want)
+				}
 			}
 			if body.closes.Load() != 1 {
 				t.Errorf("caller's body closed %d times, want 1", body.closes.Load())

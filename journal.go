@@ -29,7 +29,8 @@ import (
 type Journal interface {
 	// Record writes e as pending, replacing any entry with the same key,
 	// and returns only once the entry would survive a crash of the process
-	// (fsync or equivalent). e.Owner holds its claim until e.Until.
+	// (fsync or equivalent). e.Owner holds its claim until e.Until. If it
+	// fails it must leave no entry, since the call will not be sent.
 	Record(ctx context.Context, e Entry) error
 
 	// Claim makes owner the holder of key's entry until until, if the

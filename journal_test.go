@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/boltjournal"
 	"github.com/spotflow-go/spotflowhttp/journaltest"
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
@@ -202,4 +204,63 @@ func TestJournalSkipsUnkeyedAndReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// BenchmarkJournal is what a journal adds to a keyed create: the same POST
+// through NewTransport to an in-memory server answering 201, with no
+// journal, the in-memory one, and the file one (an fsync per write; Parallel
+// has 16 callers share them through group commit).
+func BenchmarkJournal(b *testing.B) {
+	payload := []byte(`{"amount":5000,"currency":"NGN","customer":{"email":"a@b.c"},"reference":"r"}`)
+	created := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	send := func(b *testing.B, rt http.RoundTripper) {
+		req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/api/v1/payments", bytes.NewReader(payload))
+		req.Header.Set("Authorization", "Bearer sk_test_x")
+		resp, err := rt.RoundTrip(req)
+		if err != nil || resp.StatusCode != 201 {
+			b.Fatal(resp, err)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		open func(b *testing.B) spotflowhttp.Journal
+	}{
+		{"None", func(*testing.B) spotflowhttp.Journal { return nil }},
+		{"Memory", func(*testing.B) spotflowhttp.Journal { return spotflowhttp.NewMemoryJournal() }},
+		{"File", func(b *testing.B) spotflowhttp.Journal {
+			j, err := boltjournal.Open(filepath.Join(b.TempDir(), "journal.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { j.Close() })
+			return j
+		}},
+	} {
+		opts := func(b *testing.B) []spotflowhttp.Option {
+			if j := bc.open(b); j != nil {
+				return []spotflowhttp.Option{spotflowhttp.WithJournal(j)}
+			}
+			return nil
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			rt := spotflowhttp.NewTransport(created, opts(b)...)
+			b.ReportAllocs()
+			for b.Loop() {
+				send(b, rt)
+			}
+		})
+		b.Run(bc.name+"/Parallel", func(b *testing.B) {
+			rt := spotflowhttp.NewTransport(created, opts(b)...)
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					send(b, rt)
+				}
+			})
+		})
+	}
 }

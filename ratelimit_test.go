@@ -115,11 +115,13 @@ func TestCoolDownNotShortened(t *testing.T) {
 		return 200, nil
 	}}
 	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
-	roundTrip(t, tr, context.Background(), "")
 	// The second request waits out the first cool-down, then gets a shorter
 	// Retry-After; the third still waits only for that.
-	roundTrip(t, tr, context.Background(), "")
-	roundTrip(t, tr, context.Background(), "")
+	for i, want := range []int{429, 429, 200} {
+		if got := statusOf(t, tr); got != want {
+			t.Fatalf("request %d: status %d, want %d", i+1, got, want)
+		}
+	}
 	arr := base.Arrivals()
 	if d := arr[1].Sub(start); d != 10*time.Second {
 		t.Errorf("second request after %v, want 10s", d)
@@ -184,8 +186,11 @@ func TestRateLimitHeaderFeedback(t *testing.T) {
 				return 200, nil
 			}}
 			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
-			roundTrip(t, tr, context.Background(), "")
-			roundTrip(t, tr, context.Background(), "")
+			for i := 1; i <= 2; i++ {
+				if st := statusOf(t, tr); st != 200 {
+					t.Fatalf("request %d: status %d, want 200", i, st)
+				}
+			}
 			arr := base.Arrivals()
 			if !tt.wait {
 				if len(clock.Sleeps()) != 0 {
@@ -380,12 +385,16 @@ func TestCoolDownExtendedWhileWaiting(t *testing.T) {
 		return 200, nil
 	}}
 	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
-	roundTrip(t, tr, context.Background(), "") // 429: cool-down of 5 s
+	if statusOf(t, tr) != 429 { // a cool-down of 5 s
+		t.Fatal("want the 429 back")
+	}
 	// While the next request waits, another one, through the same
 	// transport, gets a 429 with Retry-After 20.
 	clock.during = func() {
 		clock.fakeClock.Advance(-5 * time.Second) // as if it happened when the wait began
-		roundTrip(t, tr, context.Background(), "")
+		if statusOf(t, tr) != 429 {
+			t.Error("want the second 429 back")
+		}
 	}
 	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v %v", resp, err)

@@ -174,7 +174,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		c.attempts++
 		c.delivered.Store(0)
 		resp, err := send(t.base, r)
-		if c.resent() {
+		if c.resent(resp, err) {
 			c.maybeSent = true
 		}
 		if attempt > 1 && isLocal(err) {

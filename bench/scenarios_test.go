@@ -15,12 +15,10 @@ import (
 // answers the rest 429 with Retry-After: both modes get at least half the
 // server's rate through and fail almost no call, and adaptive mode, once it
 // has learned the limit, meets a 429 only when it probes for a higher one.
-// It is about real time, so the
-// bounds leave room for
-// a loaded 2-core machine. In CI it runs both spotflowhttp modes for 6 s
-// with 8 workers (about 12 s); BENCH_LIMITS=1 runs the full comparison
-// (16 workers, 20 s per client, the other clients too, about 90 s) and
-// prints its table.
+// It is about real time, so the bounds leave room for a loaded 2-core
+// machine. In CI it runs both spotflowhttp modes for 6 s with 8 workers
+// (about 12 s); BENCH_LIMITS=1 runs the full comparison (16 workers, 20 s
+// per client, the other clients too, about 90 s) and prints its table.
 func TestLimits(t *testing.T) {
 	cfg := bench.LimitsConfig{Workers: 8, Duration: 6 * time.Second}
 	only := func(name string) bool { return strings.HasPrefix(name, bench.NameOurs) }

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// OnAdmitted has f told the slot, by Redis's clock, of each Wait of l that
-// returns nil after taking a slot in Redis, with the Wait's ctx, for the
-// tests that count admissions by the schedule rather than by when the
-// goroutines woke up.
-func OnAdmitted(l *Limiter, f func(ctx context.Context, slot time.Time)) { l.admitted = f }
+// OnAdmitted has f told of each Wait of l that returns nil after taking a
+// slot in Redis: its ctx, when it first asked Redis and its slot, both by
+// Redis's clock. It is for the tests that measure the schedule itself,
+// which a loaded machine does not blur, rather than when goroutines woke.
+func OnAdmitted(l *Limiter, f func(ctx context.Context, asked, slot time.Time)) { l.admitted = f }

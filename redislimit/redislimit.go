@@ -83,9 +83,10 @@ type Limiter struct {
 	// The time source; tests replace it.
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
-	// admitted, when set (by tests), is told the slot, by Redis's clock,
-	// of each Wait that returns nil after a reservation, with its ctx.
-	admitted func(ctx context.Context, slot time.Time)
+	// admitted, when set (by tests), is told of each Wait that returns nil
+	// after a reservation: its ctx, when it first asked Redis and its slot,
+	// both by Redis's clock.
+	admitted func(ctx context.Context, asked, slot time.Time)
 
 	until     atomic.Int64 // end of the latest known cool-down, Unix nanoseconds; 0 for none
 	down      atomic.Bool  // Redis is unreachable: pace locally
@@ -209,6 +210,9 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			continue // the next round paces locally
 		}
 		l.reachable()
+		if w.asked == "" {
+			w.asked = g.now
+		}
 		now = l.now() // the delays run from Redis's answer
 		if g.cool > 0 {
 			l.extend(now.Add(g.cool)) // so that it holds if Redis goes away
@@ -234,7 +238,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			continue // a 429 came while this waited: its slot is spent, queue after the cool-down
 		}
 		if l.admitted != nil {
-			l.admitted(ctx, g.slotTime())
+			l.admitted(ctx, redisTime(w.asked), redisTime(g.slot))
 		}
 		return nil
 	}
@@ -361,7 +365,8 @@ func (l *Limiter) waitLocal(ctx context.Context, w *waiting) error {
 // waiting is one call of Wait, for the cap.
 type waiting struct {
 	start  time.Time
-	paused bool // it has slept already
+	paused bool   // it has slept already
+	asked  string // Redis's time at its first answer, for tests (admitted)
 }
 
 // pause sleeps for d, or fails at once if that would make the Wait last

@@ -35,8 +35,8 @@ const epoch2017 = 1483228800
 // ARGV[5] the longest delay the caller accepts, in µs.
 //
 // It returns {granted (0 or 1), delay to the slot in µs, cool-down left in
-// µs} and, when granted, the schedule's new TAT and the slot, as strings
-// that round-trip exactly (%.17g).
+// µs, Redis's now} and, when granted, the schedule's new TAT and the slot.
+// Times are strings that round-trip exactly (%.17g).
 //
 // During a cool-down the schedule is drained up to its end (the bucket is
 // empty when the cool-down ends), so that the waiters leave one interval
@@ -60,12 +60,13 @@ tat = math.max(tat, now) + interval
 local slot = math.max(tat - burst * interval, start)
 local delay = math.ceil((slot - now) * 1000000)
 local cool = math.ceil((start - now) * 1000000)
+local at = string.format('%.17g', now)
 if delay > tonumber(ARGV[5]) then
-  return {0, delay, cool}
+  return {0, delay, cool, at}
 end
 local v = string.format('%.17g', tat)
 redis.call('SET', KEYS[1], v, 'PX', math.ceil((tat - now) * 1000))
-return {1, delay, cool, v, string.format('%.17g', slot)}
+return {1, delay, cool, at, v, string.format('%.17g', slot)}
 `)
 
 // giveBackScript returns a slot to the schedule if no later slot has been
@@ -98,6 +99,7 @@ type grant struct {
 	ok    bool
 	delay time.Duration // from Redis's now to the slot
 	cool  time.Duration // the cool-down left, from Redis's now; ≤ 0 for none
+	now   string        // Redis's now, in redis_rate's unit
 	tat   string        // the schedule as this grant left it, to give it back
 	slot  string        // the slot, in redis_rate's unit
 }
@@ -114,19 +116,19 @@ func (l *Limiter) reserve(ctx context.Context, cool, maxDelay time.Duration) (gr
 	if err != nil {
 		return grant{}, l.timedOut(ctx, err)
 	}
-	var g grant
-	if len(v) >= 3 {
+	if len(v) >= 4 {
 		ok, ok1 := v[0].(int64)
 		delay, ok2 := v[1].(int64)
 		cool, ok3 := v[2].(int64)
-		if ok1 && ok2 && ok3 {
-			g = grant{ok: ok == 1, delay: time.Duration(delay) * time.Microsecond, cool: time.Duration(cool) * time.Microsecond}
+		now, ok4 := v[3].(string)
+		if ok1 && ok2 && ok3 && ok4 {
+			g := grant{ok: ok == 1, delay: time.Duration(delay) * time.Microsecond, cool: time.Duration(cool) * time.Microsecond, now: now}
 			if !g.ok {
 				return g, nil
 			}
-			if len(v) == 5 {
-				g.tat, ok1 = v[3].(string)
-				g.slot, ok2 = v[4].(string)
+			if len(v) == 6 {
+				g.tat, ok1 = v[4].(string)
+				g.slot, ok2 = v[5].(string)
 				if ok1 && ok2 {
 					return g, nil
 				}
@@ -145,12 +147,13 @@ func (l *Limiter) giveBack(ctx context.Context, g grant) {
 	_ = giveBackScript.Run(ctx, l.rdb, []string{l.rateKey}, g.tat, g.slot, l.limit.Rate, l.limit.Period.Seconds()).Err()
 }
 
-// slotTime is g's slot by Redis's clock.
-func (g grant) slotTime() time.Time {
-	s, err := strconv.ParseFloat(g.slot, 64)
+// redisTime converts a time in redis_rate's unit, as the scripts return
+// it, to a time.Time; the zero Time if it does not parse.
+func redisTime(s string) time.Time {
+	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return time.Time{}
 	}
-	sec := math.Floor(s)
-	return time.Unix(epoch2017+int64(sec), int64((s-sec)*1e9))
+	sec := math.Floor(f)
+	return time.Unix(epoch2017+int64(sec), int64((f-sec)*1e9))
 }

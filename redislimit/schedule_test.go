@@ -28,17 +28,18 @@ func limiters(t *testing.T, rs *redisServer, n int, limit redis_rate.Limit, opts
 // admission is one Wait that returned nil.
 type admission struct {
 	waiter int
+	asked  time.Time     // when it first asked Redis, by Redis's clock
 	slot   time.Time     // its slot, by Redis's clock
 	woke   time.Time     // when Wait returned
 	waited time.Duration // how long Wait took
 }
 
-type slotKey struct{}
+type admittedKey struct{}
 
 // contend has waiters goroutines per Limiter call Wait in a loop, with
-// nothing in between, until run is over, and returns every admission.
-// Each Limiter has its own Redis client, as a process would: see
-// newProcess.
+// nothing in between, until run is over, and returns every admission in
+// the order of their slots. Each Limiter has its own Redis client, as a
+// process would.
 func contend(t *testing.T, ls []*redislimit.Limiter, waiters int, run time.Duration) []admission {
 	t.Helper()
 	var (
@@ -49,14 +50,15 @@ func contend(t *testing.T, ls []*redislimit.Limiter, waiters int, run time.Durat
 	ctx, cancel := context.WithTimeout(context.Background(), run)
 	defer cancel()
 	for i, l := range ls {
-		redislimit.OnAdmitted(l, func(ctx context.Context, slot time.Time) {
-			*ctx.Value(slotKey{}).(*time.Time) = slot // in the waiter's goroutine
+		redislimit.OnAdmitted(l, func(ctx context.Context, asked, slot time.Time) {
+			a := ctx.Value(admittedKey{}).(*admission) // the waiter's own, in its goroutine
+			a.asked, a.slot = asked, slot
 		})
 		for j := range waiters {
 			id := i*waiters + j
 			wg.Go(func() {
-				var slot time.Time
-				ctx := context.WithValue(ctx, slotKey{}, &slot)
+				var a admission
+				ctx := context.WithValue(ctx, admittedKey{}, &a)
 				for ctx.Err() == nil {
 					start := time.Now()
 					if err := l.Wait(ctx); err != nil {
@@ -66,9 +68,10 @@ func contend(t *testing.T, ls []*redislimit.Limiter, waiters int, run time.Durat
 						}
 						return
 					}
-					woke := time.Now()
+					a.waiter, a.woke = id, time.Now()
+					a.waited = a.woke.Sub(start)
 					mu.Lock()
-					out = append(out, admission{waiter: id, slot: slot, woke: woke, waited: woke.Sub(start)})
+					out = append(out, a)
 					mu.Unlock()
 				}
 			})
@@ -92,10 +95,14 @@ func within(as []admission, at func(admission) time.Time, from time.Time, d time
 
 // Processes sharing a budget, each pushing as hard as it can, together get
 // the whole rate and no more: within 1 %, counted by the slots Redis handed
-// out. The window starts after the first burst and ends before the run
-// does, so it measures the steady schedule; when the admissions reached
-// the caller, on the local clock, is checked too, more loosely, since a
-// loaded machine wakes goroutines late.
+// out. The window starts after the first slot and ends before the run
+// does, so it measures the steady schedule. Counting by slot rather than
+// by when each Wait returned keeps the figure exact on a loaded machine,
+// where goroutines wake late; that they do not wake early, nor late by
+// much, is checked apart. Burst 1 leaves nothing to catch up with: a slot
+// nobody asked for in time is lost, as it was when waiters polled (−11 %
+// here). 64 waiters keep 640 ms of slots reserved ahead, so a stall of the
+// whole machine shorter than that loses nothing.
 func TestScheduleAggregateRate(t *testing.T) {
 	rs := needRedis(t)
 	const (
@@ -103,7 +110,7 @@ func TestScheduleAggregateRate(t *testing.T) {
 		window = 3 * time.Second
 	)
 	limit := redis_rate.Limit{Rate: rate, Period: time.Second, Burst: 1}
-	for _, tt := range []struct{ procs, waiters int }{{4, 4}, {16, 1}} {
+	for _, tt := range []struct{ procs, waiters int }{{4, 16}, {16, 4}} {
 		t.Run(fmt.Sprintf("%d processes", tt.procs), func(t *testing.T) {
 			as := contend(t, limiters(t, rs, tt.procs, limit), tt.waiters, window+time.Second) // 0.5 s each side
 			if len(as) == 0 {
@@ -116,21 +123,21 @@ func TestScheduleAggregateRate(t *testing.T) {
 			var late []time.Duration
 			for _, a := range as {
 				late = append(late, a.woke.Sub(a.slot))
-			}
-			slices.Sort(late)
-			t.Logf("%d processes × %d waiters, %v at %d/s: %d slots in the window (want %d, %+.2f %%), %d woke in it (%+.2f %%); lateness median %v, p99 %v, max %v",
-				tt.procs, tt.waiters, window, rate, got, want, pct(got, want), woke, pct(woke, want),
-				late[len(late)/2].Round(time.Microsecond), late[len(late)*99/100].Round(time.Microsecond), late[len(late)-1].Round(time.Microsecond))
-			if d := pct(got, want); d < -1 || d > 1 {
-				t.Errorf("%d slots in %v, want %d ± 1 %%", got, window, want)
-			}
-			if d := pct(woke, want); d < -5 || d > 5 {
-				t.Errorf("%d Waits returned in %v, want %d ± 5 %%", woke, window, want)
-			}
-			for _, a := range as {
+				// Redis and the test share this machine's clock.
 				if a.woke.Before(a.slot) {
 					t.Errorf("waiter %d returned at %v, before its slot at %v", a.waiter, a.woke, a.slot)
 				}
+			}
+			slices.Sort(late)
+			median := late[len(late)/2]
+			t.Logf("%d processes × %d waiters, %v at %d/s: %d slots in the window (want %d, %+.2f %%), %d Waits returned in it (%+.2f %%); lateness median %v, p99 %v, max %v",
+				tt.procs, tt.waiters, window, rate, got, want, pct(got, want), woke, pct(woke, want),
+				median.Round(time.Microsecond), late[len(late)*99/100].Round(time.Microsecond), late[len(late)-1].Round(time.Microsecond))
+			if d := pct(got, want); d < -1 || d > 1 {
+				t.Errorf("%d slots in %v, want %d ± 1 %%", got, window, want)
+			}
+			if median > 50*time.Millisecond {
+				t.Errorf("Waits returned %v after their slots (median), want about a round trip to Redis", median)
 			}
 		})
 	}
@@ -142,7 +149,9 @@ func pct(got, want int) float64 { return 100 * float64(got-want) / float64(want)
 // more than twice as long as the mean. Before the schedule was queued,
 // waiters polled Redis and whoever asked first after a token freed up got
 // it: with these figures the mean was about 200 ms and the longest wait
-// 1.4 s. The wait is measured as the caller sees it, on the local clock.
+// 1.4 s. The assertion is on each Wait as Redis saw it, from its first
+// call to its slot, which is what the limiter decides; how long the caller
+// waited, which a loaded machine stretches, is logged.
 func TestScheduleFairness(t *testing.T) {
 	rs := needRedis(t)
 	limit := redis_rate.Limit{Rate: 40, Period: time.Second, Burst: 2}
@@ -150,16 +159,21 @@ func TestScheduleFairness(t *testing.T) {
 	if len(as) < 40 {
 		t.Fatalf("%d admissions in 3 s at 40/s, want about 120", len(as))
 	}
-	var sum, longest time.Duration
+	var sum, longest, wallSum, wallLongest time.Duration
 	per := map[int]int{}
 	for _, a := range as {
-		sum += a.waited
-		longest = max(longest, a.waited)
+		d := a.slot.Sub(a.asked)
+		sum += d
+		longest = max(longest, d)
+		wallSum += a.waited
+		wallLongest = max(wallLongest, a.waited)
 		per[a.waiter]++
 	}
 	mean := sum / time.Duration(len(as))
-	t.Logf("8 waiters, %d admissions in 3 s at 40/s: mean wait %v, longest %v (%.2f× the mean); per waiter %v",
-		len(as), mean.Round(time.Millisecond), longest.Round(time.Millisecond), float64(longest)/float64(mean), per)
+	wallMean := wallSum / time.Duration(len(as))
+	t.Logf("8 waiters, %d admissions in 3 s at 40/s: by the schedule, mean wait %v, longest %v (%.2f× the mean); as the callers saw it, mean %v, longest %v (%.2f×); per waiter %v",
+		len(as), mean.Round(time.Millisecond), longest.Round(time.Millisecond), float64(longest)/float64(mean),
+		wallMean.Round(time.Millisecond), wallLongest.Round(time.Millisecond), float64(wallLongest)/float64(wallMean), per)
 	if longest > 2*mean {
 		t.Errorf("longest wait %v, more than twice the mean %v", longest.Round(time.Millisecond), mean.Round(time.Millisecond))
 	}
@@ -201,7 +215,7 @@ func TestGiveBackKeepsLaterSlots(t *testing.T) {
 	var slots []time.Time
 	var mu sync.Mutex
 	for _, l := range ls {
-		redislimit.OnAdmitted(l, func(_ context.Context, slot time.Time) {
+		redislimit.OnAdmitted(l, func(_ context.Context, _, slot time.Time) {
 			mu.Lock()
 			defer mu.Unlock()
 			slots = append(slots, slot)
@@ -278,7 +292,7 @@ func TestCoolDownEndsOneAtATime(t *testing.T) {
 		wg    sync.WaitGroup
 	)
 	for _, l := range ls {
-		redislimit.OnAdmitted(l, func(_ context.Context, slot time.Time) {
+		redislimit.OnAdmitted(l, func(_ context.Context, _, slot time.Time) {
 			mu.Lock()
 			defer mu.Unlock()
 			slots = append(slots, slot)

@@ -10,15 +10,19 @@ import (
 // POST /api/v1/payments/initialize. An initialized payment is "pending"; the
 // customer finishes it Delay (plus up to DelayJitter) later on the server's
 // clock, and it becomes "successful" or, for a share FailureRate of the
-// customers, "failed". Only GET /payments/verify and the inspection methods
-// tell which; the initialize response never does.
+// customers, "failed". Only GET /payments/verify, the webhook (see
+// [WithWebhooks]) and the inspection methods tell which; the initialize
+// response never does.
 //
 // Both the outcome and the delay of a checkout are a function of the seed
 // (see [WithSeed]) and the payment's reference, so they do not depend on the
 // order in which requests arrive. A checkout completes once the server's
-// clock has reached its due time, when someone looks: a verify request or an
-// inspection method. With a fake clock (see [WithClock]) that is when the
-// test has moved the clock on.
+// clock has reached its due time, as soon as someone looks: a verify
+// request, an inspection method, or, when the server sends webhooks, a
+// goroutine that runs while checkouts are pending. With a fake clock (see
+// [WithClock]) that goroutine reads the clock every 10 ms of real time, so
+// a checkout's webhook leaves within about 10 ms of the test moving the
+// clock past its due time.
 //
 // The zero value is a customer who pays successfully at once.
 type Checkout struct {
@@ -91,6 +95,44 @@ func (s *Server) scheduleCheckoutLocked(i int, now time.Time) {
 	}
 	s.checkoutOf[i] = c
 	heap.Push(&s.checkouts, c)
+	if s.webhooks != nil && !s.checkoutLoop {
+		s.checkoutLoop = true
+		s.loops.Add(1)
+		go s.completeCheckouts()
+	}
+}
+
+// fakeClockPoll is how often, in real time, the checkout loop reads a clock
+// given to [WithClock], which cannot say when it will next move.
+const fakeClockPoll = 10 * time.Millisecond
+
+// completeCheckouts completes checkouts as they fall due, so that their
+// webhooks go out without anyone looking. It returns when none is pending
+// or the server closes.
+func (s *Server) completeCheckouts() {
+	defer s.loops.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := s.cfg.clock()
+		s.mu.Lock()
+		if s.settleCheckoutsLocked(now) == 0 {
+			s.checkoutLoop = false
+			s.mu.Unlock()
+			return
+		}
+		wait := s.checkouts[0].due.Sub(now)
+		s.mu.Unlock()
+		if s.cfg.fakeClock {
+			wait = min(wait, fakeClockPoll)
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-s.closing:
+			return
+		}
+	}
 }
 
 // settleCheckoutsLocked completes every checkout due by now and returns
@@ -107,13 +149,15 @@ func (s *Server) settleCheckoutsLocked(now time.Time) int {
 // finishCheckoutLocked gives the payment its outcome. The caller removes c
 // from the heap. s.mu must be held.
 func (s *Server) finishCheckoutLocked(c *checkout) {
+	var event string
 	p := &s.payments[c.payment]
-	p.Status = statusFailed
+	p.Status, event = statusFailed, EventPaymentFailed
 	if c.successful {
-		p.Status = statusSuccessful
+		p.Status, event = statusSuccessful, EventPaymentSuccessful
 	}
 	delete(s.checkoutOf, c.payment)
 	s.stats.CheckoutsCompleted++
+	s.webhookEventLocked(event, false, c.payment)
 }
 
 // checkoutHeap orders pending checkouts by due time, then creation.

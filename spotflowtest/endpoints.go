@@ -95,6 +95,8 @@ func (s *Server) commitPayment(p Payment, key string, rt route, hash [32]byte) o
 	s.payments = append(s.payments, p)
 	if p.Status == statusPending {
 		s.scheduleCheckoutLocked(i, now)
+	} else {
+		s.webhookEventLocked(EventPaymentSuccessful, false, i)
 	}
 	return s.committedLocked(key, rt, hash, status, paymentJSON(&p))
 }
@@ -123,6 +125,7 @@ func (s *Server) commitTransfer(t Transfer, key string, rt route, hash [32]byte)
 	t.Status = statusSuccessful
 	s.transferRefs[t.Reference] = len(s.transfers)
 	s.transfers = append(s.transfers, t)
+	s.webhookEventLocked(EventTransferSuccessful, true, len(s.transfers)-1)
 	return s.committedLocked(key, rt, hash, http.StatusCreated, transferJSON(&t))
 }
 

@@ -36,6 +36,7 @@ func leakedGoroutines(wait time.Duration) string {
 		"net/http.(*persistConn)",
 		"net/http/httptest.(*Server)",
 		"spotflowtest.(*Server)",
+		"spotflowtest.(*webhookSender)",
 	}
 	deadline := time.Now().Add(wait)
 	for {

@@ -86,6 +86,10 @@ const maxBodyBytes = 1 << 20
 // that fail create nothing and bind nothing. Requests sharing a key are
 // processed one at a time, so concurrent retries never both commit.
 //
+// With [WithWebhooks], every payment and transfer event (a payment or a
+// transfer created, a checkout's customer finishing) is also sent as a
+// signed webhook; [Server.Deliveries] records every try.
+//
 // Beware that net/http's Transport itself resends a request that carries an
 // Idempotency-Key (or is a GET) when a reused keep-alive connection fails
 // before the first response byte, so a client may never see a reset injected
@@ -117,8 +121,12 @@ type Server struct {
 	transferRefs map[string]int // reference → index in transfers
 	checkouts    checkoutHeap   // pending redirect checkouts, by due time
 	checkoutOf   map[int]*checkout
+	checkoutLoop bool // a goroutine completes checkouts for their webhooks
 	balance      int64
 	stats        Stats
+
+	webhooks *webhookSender // nil without WithWebhooks
+	loops    sync.WaitGroup // the checkout loop
 }
 
 type config struct {
@@ -131,7 +139,9 @@ type config struct {
 	seed           int64
 	faults         Faults
 	checkout       Checkout
+	webhooks       *Webhooks
 	clock          func() time.Time
+	fakeClock      bool
 }
 
 // Option configures a [Server]. Options are applied in order by [NewServer];
@@ -205,6 +215,7 @@ func WithClock(now func() time.Time) Option {
 	return optionFunc(func(c *config) {
 		if now != nil {
 			c.clock = now
+			c.fakeClock = true
 		}
 	})
 }
@@ -243,6 +254,9 @@ func NewServer(opts ...Option) *Server {
 	if cfg.ratePerSecond > 0 {
 		s.limiter = newBucket(cfg.ratePerSecond, cfg.rateBurst, s.start)
 	}
+	if cfg.webhooks != nil {
+		s.webhooks = newWebhookSender(*cfg.webhooks, cfg.seed, s.webhookPayload)
+	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.ts.URL
 	return s
@@ -266,11 +280,17 @@ func (s *Server) Client() *http.Client {
 }
 
 // Close shuts the server down. Requests sleeping for injected latency are
-// aborted; Close blocks until every other outstanding request has completed.
-// Close may be called more than once.
+// aborted; Close blocks until every other outstanding request has completed,
+// then stops the webhooks: tries in flight are cancelled, the rest are
+// dropped, and every goroutine the server started has returned when Close
+// does. Close may be called more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.ts.Close()
+	s.loops.Wait()
+	if s.webhooks != nil {
+		s.webhooks.close()
+	}
 }
 
 // StartOutage begins an outage now, on the server's clock, lasting d: every

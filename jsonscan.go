@@ -1,0 +1,264 @@
+package spotflowhttp
+
+import "encoding/json"
+
+// The idempotency layer reads request bodies to find or add a reference. It
+// must change only what encoding/json would take for a JSON object, so it
+// validates exactly as json.Valid does; doing that in the same pass that
+// finds the top-level members, without a decoder or an allocation, keeps
+// the payments path near the cost of a bare transport.
+
+// maxJSONDepth is encoding/json's limit on nesting: deeper documents are
+// invalid to it, so they are to us.
+const maxJSONDepth = 10000
+
+// topLevel validates b as a JSON object, as json.Valid would, and calls fn
+// with the raw name (the bytes between its quotes) and raw value of each
+// top-level member until fn returns false. It reports whether b is a valid
+// JSON object.
+func topLevel(b []byte, fn func(name, value []byte) bool) bool {
+	s := jsonScan{b: b}
+	s.space()
+	if s.peek() != '{' {
+		return false
+	}
+	if !s.object(fn) {
+		return false
+	}
+	s.space()
+	return s.i == len(b)
+}
+
+// jsonScan is a validating scanner over one document.
+type jsonScan struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+func (s *jsonScan) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScan) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// object scans the object at s.i, calling member for its members while it
+// returns true; member may be nil.
+func (s *jsonScan) object(member func(name, value []byte) bool) bool {
+	if s.depth++; s.depth > maxJSONDepth {
+		return false
+	}
+	s.i++ // '{'
+	s.space()
+	if s.peek() == '}' {
+		s.i++
+		s.depth--
+		return true
+	}
+	for {
+		if s.peek() != '"' {
+			return false
+		}
+		start := s.i
+		if !s.string() {
+			return false
+		}
+		name := s.b[start+1 : s.i-1]
+		s.space()
+		if s.peek() != ':' {
+			return false
+		}
+		s.i++
+		s.space()
+		vstart := s.i
+		if !s.value() {
+			return false
+		}
+		if member != nil && !member(name, s.b[vstart:s.i]) {
+			member = nil
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.space()
+		case '}':
+			s.i++
+			s.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (s *jsonScan) array() bool {
+	if s.depth++; s.depth > maxJSONDepth {
+		return false
+	}
+	s.i++ // '['
+	s.space()
+	if s.peek() == ']' {
+		s.i++
+		s.depth--
+		return true
+	}
+	for {
+		if !s.value() {
+			return false
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.space()
+		case ']':
+			s.i++
+			s.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (s *jsonScan) value() bool {
+	switch c := s.peek(); {
+	case c == '{':
+		return s.object(nil)
+	case c == '[':
+		return s.array()
+	case c == '"':
+		return s.string()
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return s.number()
+	}
+	return false
+}
+
+func (s *jsonScan) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// string scans the string at s.i: no control characters, valid escapes.
+// Like encoding/json it does not check UTF-8.
+func (s *jsonScan) string() bool {
+	b := s.b
+	i := s.i + 1
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return false
+				}
+				i += 6
+			default:
+				return false
+			}
+		case c < 0x20:
+			return false
+		default:
+			i++
+			for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+				i++
+			}
+		}
+	}
+	return false
+}
+
+func (s *jsonScan) number() bool {
+	b, i := s.b, s.i
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = digits(b, i)
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		if i++; i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		i = digits(b, i)
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		i = digits(b, i)
+	}
+	s.i = i
+	return true
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// appendJSONString appends s as a JSON string. Keys and references are
+// plain ASCII nearly always, and are copied as they are; anything else goes
+// through encoding/json's rules (see jsonQuote).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return append(b, jsonQuote(s)...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func jsonQuote(s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
+}
