@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
+	"time"
 )
 
 // call is the state of one call through the stack, shared by its layers.
@@ -30,6 +31,7 @@ type call struct {
 	maybeSent bool           // an attempt that failed may have reached Spotflow
 	done      bool           // the outermost layer has returned
 	inHook    bool           // a callback of the user's is running
+	start     time.Time      // when the call began, if an observer wants its duration
 
 	scope    *scope   // the scope of the call's host and credential, once looked up
 	scopes   *scopes  // the registry scope belongs to
@@ -146,11 +148,14 @@ func callOf(req *http.Request) *call {
 // for it, starts a call of its own. Layers used separately join one call, so
 // a transport placed between them must not send one request more than once
 // at a time (hedging); put such a transport below the stack instead.
-func begin(req *http.Request) (c *call, r *http.Request, owner bool) {
+func begin(req *http.Request, cfg *config) (c *call, r *http.Request, owner bool) {
 	if c := callOf(req); c != nil && !c.done && !c.inHook {
 		return c, req, false
 	}
 	c = &call{Context: req.Context()}
+	if o := cfg.obs; o != nil && o.CallDone != nil {
+		c.start = cfg.clock.Now()
+	}
 	c.req = req.WithContext(c)
 	return c, c.req, true
 }

@@ -78,7 +78,7 @@ func TestChaos(t *testing.T) {
 		spotflowhttp.WithReference("reference"),
 		spotflowhttp.WithResolveDuplicates(),
 		spotflowhttp.WithRateLimit(rate.Limit(clientRate), clientBurst),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) {
 			if ev.StatusCode == 0 || ev.StatusCode >= 500 {
 				maybeSent.Store(ev.IdempotencyKey, true)
 			}

@@ -327,8 +327,8 @@ func TestSecretNeverLeaks(t *testing.T) {
 	client := &http.Client{Transport: spotflowhttp.NewTransport(nil,
 		spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		spotflowhttp.WithBackoff(constantBackoff(0)), spotflowhttp.WithErrors(), spotflowhttp.WithHaltOnEscalate(),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) { hooks = append(hooks, fmt.Sprintf("%+v", ev)) }),
-		spotflowhttp.WithOnEscalate(func(e *spotflowhttp.Error) { hooks = append(hooks, fmt.Sprintf("%+v %#v", e, e)) }),
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { hooks = append(hooks, fmt.Sprintf("%+v", ev)) }),
+		spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { hooks = append(hooks, fmt.Sprintf("%+v %#v", e, e)) }),
 	)}
 	var errs []string
 	for i := 0; i < 2; i++ {

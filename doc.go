@@ -37,6 +37,11 @@
 // carries its key, so that the outcome can be resolved later with the same
 // key ([ContextWithIdempotencyKey]).
 //
+// An [Observer] ([WithObserver]) sees every attempt, retry, stop, rate-limit
+// wait and call end with the caller's context, for metrics and traces; the
+// otelspotflow module records them as OpenTelemetry metrics. [AttemptsOf]
+// tells the attempts of any response.
+//
 // Every layer is safe for concurrent use by multiple goroutines, usable
 // alone, and configured by the same [Option] list; a layer ignores the
 // options it does not read, and each option's documentation says which

@@ -294,10 +294,10 @@ func ExampleWithOnRetry() {
 	}))
 	defer sim.Close()
 
-	onRetry := func(ev spotflowhttp.RetryEvent) {
+	onRetry := func(_ context.Context, ev spotflowhttp.RetryEvent) {
 		fmt.Printf("retry: attempt %d got %d %s, next in %v\n", ev.Attempt, ev.StatusCode, ev.Code, ev.Wait)
 	}
-	onEscalate := func(e *spotflowhttp.Error) {
+	onEscalate := func(_ context.Context, e *spotflowhttp.Error) {
 		fmt.Printf("escalate: %d %s after %d attempt(s)\n", e.StatusCode, e.Code, e.Attempts)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
@@ -332,10 +332,10 @@ func ExampleWithOnRetry() {
 	pay("sk_test_revoked")
 	// Output:
 	// retry: attempt 1 got 500 server_error, next in 30s
-	// level=DEBUG msg="spotflow: retry" method=POST path=/api/v1/payments attempt=1 wait=30s status=500 code=server_error key=order-1 error=<nil>
+	// level=DEBUG msg="spotflow: retry" method=POST path=/api/v1/payments attempt=1 reason=server_error wait=30s status=500 code=server_error key=order-1 error=<nil>
 	// status: 201
-	// level=WARN msg="spotflow: escalate" method=POST path=/api/v1/payments status=401 code=invalid_credentials key=order-1
 	// escalate: 401 invalid_credentials after 1 attempt(s)
+	// level=WARN msg="spotflow: escalate" method=POST path=/api/v1/payments status=401 code=invalid_credentials key=order-1
 	// status: 401
 }
 

@@ -175,7 +175,7 @@ func ReplayOf(resp *http.Response) bool {
 
 // RoundTrip implements [http.RoundTripper].
 func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c, r, owner := begin(req)
+	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)
 	if owner {
 		return t.cfg.finish(c, resp, err)

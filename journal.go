@@ -198,7 +198,7 @@ func (c *call) endJournal(cfg *config, e *Error) {
 		_, err = jc.j.Settle(ctx, c.key, jc.owner)
 	}
 	if err != nil && cfg.logger != nil {
-		cfg.logger.Warn("spotflow: journal write failed; the entry stays pending", "key", c.key, "error", err)
+		cfg.logger.WarnContext(c.Context, "spotflow: journal write failed; the entry stays pending", "key", c.key, "error", err)
 	}
 }
 

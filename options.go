@@ -41,11 +41,16 @@ type config struct {
 	hosts  []string // WithHosts; nil for every host
 	scopes *scopes  // what the stack has learned, by host and credential
 
+	// observing: every Observer given, and the one the layers call (nil
+	// for none), which also carries the hooks and the logger
+	observers []Observer
+	obs       *Observer
+
 	// classification and the outermost layer
 	codes          map[string]Category
 	check          func(*http.Response, []byte) *Error
 	returnErrors   bool
-	onEscalate     func(*Error)
+	onEscalate     func(context.Context, *Error)
 	haltOnEscalate bool
 
 	// retry
@@ -54,7 +59,7 @@ type config struct {
 	serverErrorDelay time.Duration
 	maxRetryAfter    time.Duration
 	retryBudget      int
-	onRetry          func(RetryEvent)
+	onRetry          func(context.Context, RetryEvent)
 
 	// idempotency
 	keyHeader         string
@@ -100,6 +105,7 @@ func newConfig(opts []Option) *config {
 			o.apply(c)
 		}
 	}
+	c.obs = c.observer()
 	c.scopes = newScopes(c)
 	return c
 }
@@ -159,11 +165,13 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// WithLogger logs retries at Debug and escalations at Warn level. Log lines
-// carry method, path, status, code, attempt and idempotency key; never
+// WithLogger logs retries and why they stopped at Debug level, escalations
+// and halts at Warn level, through the *Context methods with the call's
+// context, so that a handler can tie each line to the caller's trace. Log
+// lines carry method, path, status, code, attempt and idempotency key; never
 // headers, query strings or bodies. The default, and a nil l, is no
-// logging. [RetryTransport] logs retries; the outermost layer of a call
-// logs its escalation, and [Transport] a halt.
+// logging. [RetryTransport] logs retries and their end; the outermost layer
+// of a call logs its escalation, and [Transport] a halt.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(cfg *config) { cfg.logger = l })
 }

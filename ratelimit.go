@@ -200,9 +200,12 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if s.adaptive != nil {
 		sent = t.cfg.clock.Now()
 	}
+	if o := t.cfg.obs; o != nil && o.AttemptSent != nil {
+		t.cfg.attemptSent(req)
+	}
 	resp, err := send(t.base, req)
 	if err == nil {
-		t.observe(req.Context(), s, lim, resp, sent)
+		t.observe(req, s, lim, resp, sent)
 	}
 	return resp, err
 }
@@ -226,14 +229,14 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
 	for {
-		waited, err := t.waitPauses(ctx, s)
+		waited, err := t.waitPauses(req, s)
 		if err != nil {
 			return err
 		}
-		if err := t.release(ctx, s, waited); err != nil {
+		if err := t.release(req, s, waited); err != nil {
 			return err
 		}
-		if err := t.pace(ctx, s, lim); err != nil {
+		if err := t.pace(req, s, lim); err != nil {
 			return err
 		}
 		// A 429 to another request may have started a pause while this one
@@ -245,29 +248,40 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 }
 
 // pace waits for req's turn in every limiter that paces scope s.
-func (t *RateLimitTransport) pace(ctx context.Context, s *scope, lim Limiter) error {
+func (t *RateLimitTransport) pace(req *http.Request, s *scope, lim Limiter) error {
+	ctx := req.Context()
 	if t.bucket != nil {
-		if err := t.reserve(ctx, t.bucket); err != nil {
+		if err := t.reserve(req, RateLimitTokenBucket, t.bucket); err != nil {
 			return err
 		}
 	}
 	if s.keyBucket != nil {
-		if err := t.reserve(ctx, s.keyBucket); err != nil {
+		if err := t.reserve(req, RateLimitTokenBucket, s.keyBucket); err != nil {
 			return err
 		}
 	}
 	if s.adaptive != nil {
-		if err := t.reserve(ctx, s.adaptive.lim); err != nil {
+		if err := t.reserve(req, RateLimitAdaptive, s.adaptive.lim); err != nil {
 			return err
 		}
 	}
 	if lim != nil {
+		var start time.Time
+		if t.cfg.obs != nil {
+			start = t.cfg.clock.Now()
+		}
 		if err := lim.Wait(ctx); err != nil {
 			e := &Error{Category: CategoryRetry, Err: err, kind: ErrRateLimit, local: true}
 			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 				e.Err = errors.Join(err, cerr)
 			}
+			if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+				t.cfg.rateLimitRefused(req, RateLimitLimiter, 0, e.Err)
+			}
 			return e
+		}
+		if o := t.cfg.obs; o != nil && o.RateLimitWaited != nil {
+			t.cfg.rateLimitWaited(req, RateLimitLimiter, t.cfg.clock.Now().Sub(start))
 		}
 	}
 	return nil
@@ -278,16 +292,23 @@ func (t *RateLimitTransport) pace(ctx context.Context, s *scope, lim Limiter) er
 // them all go when it ends: those that waited take their turn, and so do
 // requests that come while some are still waiting. When it is over, s is
 // back on the fast path.
-func (t *RateLimitTransport) release(ctx context.Context, s *scope, waited bool) error {
+func (t *RateLimitTransport) release(req *http.Request, s *scope, waited bool) error {
 	r := s.release.Load()
 	if r == nil {
 		return nil
 	}
-	if !waited && r.TokensAt(t.cfg.clock.Now()) >= 1 {
+	if !waited && r.lim.TokensAt(t.cfg.clock.Now()) >= 1 {
 		s.release.CompareAndSwap(r, nil) // nobody is waiting for a turn
 		return nil
 	}
-	return t.reserve(ctx, r)
+	return t.reserve(req, r.kind, r.lim)
+}
+
+// releaser is the pacing of the requests held back by a pause of the given
+// kind, after it ends.
+type releaser struct {
+	lim  *rate.Limiter
+	kind RateLimitKind
 }
 
 // paused reports whether a cool-down or hold of s is on now.
@@ -299,9 +320,13 @@ func (t *RateLimitTransport) paused(s *scope) bool {
 // waitPauses waits out the scope's cool-down and hold. A 429 to another
 // request may extend them while this one waits: look again after each wait.
 // The cap bounds the whole wait.
-func (t *RateLimitTransport) waitPauses(ctx context.Context, s *scope) (waited bool, err error) {
+func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited bool, err error) {
 	for w := time.Duration(0); ; {
-		u := max(s.coolUntil.Load(), s.holdUntil.Load())
+		cool, hold := s.coolUntil.Load(), s.holdUntil.Load()
+		u, kind := cool, RateLimitCoolDown
+		if hold > cool {
+			u, kind = hold, RateLimitHold
+		}
 		if u == 0 {
 			return w > 0, nil
 		}
@@ -316,7 +341,7 @@ func (t *RateLimitTransport) waitPauses(ctx context.Context, s *scope) (waited b
 			}
 			continue
 		}
-		if err := t.wait(ctx, now, d, w); err != nil {
+		if err := t.wait(req, kind, now, d, w); err != nil {
 			return false, err
 		}
 		w += d
@@ -325,27 +350,34 @@ func (t *RateLimitTransport) waitPauses(ctx context.Context, s *scope) (waited b
 
 // reserve takes a token from lim, on the transport's clock, waiting for it
 // if need be.
-func (t *RateLimitTransport) reserve(ctx context.Context, lim *rate.Limiter) error {
+func (t *RateLimitTransport) reserve(req *http.Request, kind RateLimitKind, lim *rate.Limiter) error {
 	now := t.cfg.clock.Now()
 	if lim.AllowN(now, 1) {
 		return nil
 	}
 	r := lim.ReserveN(now, 1)
 	if !r.OK() {
+		if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+			t.cfg.rateLimitRefused(req, kind, 0, errBurstZero)
+		}
 		return &Error{Category: CategoryRetry, Err: errBurstZero, kind: ErrRateLimit, local: true}
 	}
-	if err := t.wait(ctx, now, r.DelayFrom(now), 0); err != nil {
+	if err := t.wait(req, kind, now, r.DelayFrom(now), 0); err != nil {
 		r.CancelAt(t.cfg.clock.Now())
 		return err
 	}
 	return nil
 }
 
-// wait holds a request that has already waited for waited back for d more,
-// or fails at once if the whole wait would be over the cap or d past the
-// deadline.
-func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited time.Duration) error {
+// wait holds req, which has already waited for waited, back for d more for
+// kind, or fails at once if the whole wait would be over the cap or d past
+// the deadline.
+func (t *RateLimitTransport) wait(req *http.Request, kind RateLimitKind, now time.Time, d, waited time.Duration) error {
+	ctx := req.Context()
 	refuse := func(err error) error {
+		if o := t.cfg.obs; o != nil && o.RateLimitRefused != nil {
+			t.cfg.rateLimitRefused(req, kind, d, err)
+		}
 		return &Error{Category: CategoryRetry, RetryAfter: d, Err: err, kind: ErrRateLimit, local: true}
 	}
 	if waited+d > t.cfg.maxRetryAfter {
@@ -357,6 +389,9 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited 
 	if err := t.cfg.clock.Sleep(ctx, d); err != nil {
 		return refuse(err)
 	}
+	if o := t.cfg.obs; o != nil && o.RateLimitWaited != nil {
+		t.cfg.rateLimitWaited(req, kind, d)
+	}
 	return nil
 }
 
@@ -364,15 +399,18 @@ func (t *RateLimitTransport) wait(ctx context.Context, now time.Time, d, waited 
 // Retry-After starts or extends the scope's cool-down, an exhausted
 // X-RateLimit-Remaining its hold; adaptive mode counts admissions and
 // throttles.
-func (t *RateLimitTransport) observe(ctx context.Context, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	ctx := req.Context()
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
 		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
 		if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
 			until := now.Add(d)
-			extend(&s.coolUntil, until)
+			if extend(&s.coolUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+				t.cfg.coolDownStarted(req, RateLimitCoolDown, now, until, resp)
+			}
 			tellLimiter(ctx, lim, until)
-			t.armRelease(s, lim, resp.Header, now)
+			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
 			s.adaptive.throttled(now, sent, d)
@@ -386,9 +424,11 @@ func (t *RateLimitTransport) observe(ctx context.Context, s *scope, lim Limiter,
 			now := t.cfg.clock.Now()
 			if reset > now.Unix() && reset-now.Unix() <= int64(maxCoolDown/time.Second) {
 				until := time.Unix(reset, 0)
-				extend(&s.holdUntil, until)
+				if extend(&s.holdUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+					t.cfg.coolDownStarted(req, RateLimitHold, now, until, resp)
+				}
 				tellLimiter(ctx, lim, until)
-				t.armRelease(s, lim, resp.Header, now)
+				t.armRelease(s, lim, RateLimitHold, resp.Header, now)
 			}
 		}
 	}
@@ -399,12 +439,12 @@ func (t *RateLimitTransport) observe(ctx context.Context, s *scope, lim Limiter,
 // X-RateLimit-Reset), one at a time. A scope paced already (by a bucket,
 // adaptive mode or a Limiter of yours) is left to that pacing; without the
 // headers the rate is unknown, and the requests go when the pause ends.
-func (t *RateLimitTransport) armRelease(s *scope, lim Limiter, h http.Header, now time.Time) {
+func (t *RateLimitTransport) armRelease(s *scope, lim Limiter, kind RateLimitKind, h http.Header, now time.Time) {
 	if t.bucket != nil || s.keyBucket != nil || s.adaptive != nil || lim != nil {
 		return
 	}
 	if r := statedRate(h, now); r > 0 {
-		s.release.Store(rate.NewLimiter(r, 1))
+		s.release.Store(&releaser{rate.NewLimiter(r, 1), kind})
 	}
 }
 
@@ -430,13 +470,16 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 const maxCoolDown = time.Hour
 
 // extend makes sure *until is at least t; it never shortens a pause
-// already set.
-func extend(until *atomic.Int64, t time.Time) {
+// already set. It reports whether it moved *until.
+func extend(until *atomic.Int64, t time.Time) bool {
 	u := t.UnixNano()
 	for {
 		cur := until.Load()
-		if cur >= u || until.CompareAndSwap(cur, u) {
-			return
+		if cur >= u {
+			return false
+		}
+		if until.CompareAndSwap(cur, u) {
+			return true
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -105,8 +104,12 @@ func WithRetryBudget(burst int) Option {
 	return optionFunc(func(cfg *config) { cfg.retryBudget = burst })
 }
 
-// RetryEvent describes one retry, for [WithOnRetry].
+// RetryEvent describes one retry, for [WithOnRetry] and
+// [Observer].RetryScheduled.
 type RetryEvent struct {
+	RequestInfo
+	// Reason is the kind of failure that is retried.
+	Reason RetryReason
 	// Attempt is the number of the attempt that failed, 1 for the first.
 	Attempt int
 	// Wait is how long the transport waits before the next attempt.
@@ -123,9 +126,10 @@ type RetryEvent struct {
 	IdempotencyKey string
 }
 
-// WithOnRetry calls fn exactly once per retry, before the wait. fn runs on
-// the caller's goroutine and should return quickly.
-func WithOnRetry(fn func(RetryEvent)) Option {
+// WithOnRetry calls fn exactly once per retry, before the wait, with the
+// call's context (see [Observer] for what it holds and how fn must behave).
+// A later WithOnRetry replaces fn; use [WithObserver] for several.
+func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }
 
@@ -134,7 +138,7 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
-	c, r, owner := begin(req)
+	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)
 	if owner {
 		return t.cfg.finish(c, resp, err)
@@ -179,15 +183,17 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		}
 		if attempt > 1 && isLocal(err) {
 			// Refused below us: the retry never left. Keep the answer we had.
-			if resp, err, ok := rt.keepPrevious(); ok {
-				return resp, err
+			if resp, kerr, ok := rt.keepPrevious(); ok {
+				rt.refused(err)
+				return resp, kerr
 			}
 		}
 		rt.dropPrevious()
 		e, sent := rt.judge(attempt, resp, err)
 		if e != nil && e.unread {
 			resp, err = nil, e // the response is gone with its body
-			if rt.ctx.Err() != nil {
+			if cerr := rt.ctx.Err(); cerr != nil {
+				rt.stop(stopReasonOf(cerr, StopCanceled), e, 0, cerr)
 				return resp, err
 			}
 		}
@@ -198,7 +204,9 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		if !ok {
 			return resp, err
 		}
-		t.retrying(c, rt.req, attempt, wait, e)
+		if o := t.cfg.obs; o != nil && o.RetryScheduled != nil {
+			t.cfg.retrying(c, rt.req, attempt, wait, e)
+		}
 		if resp, err, ok := rt.wait(next, wait, resp, err, e); !ok {
 			return resp, err
 		}
@@ -249,7 +257,13 @@ func (rt *retrier) dropPrevious() {
 // budgetOf is the retry budget of the call's host.
 func (rt *retrier) budgetOf() *retryBudget {
 	if rt.budget == nil {
-		rt.budget = rt.c.scopeIn(rt.t.cfg.scopes, rt.req).host.budget
+		c, reg := rt.c, rt.t.cfg.scopes
+		if c.scopes == reg && c.scope != nil {
+			// The rate-limit layer below looked up this attempt's scope.
+			rt.budget = c.scope.host.budget
+		} else {
+			rt.budget = c.scopeIn(reg, rt.req).host.budget
+		}
 	}
 	return rt.budget
 }
@@ -267,6 +281,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 		sent, transient := connErrorInfo(err)
 		c.maybeSent = c.maybeSent || sent
 		if !transient {
+			rt.stop(StopPermanent, nil, 0, err)
 			return nil, false
 		}
 		return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}, sent
@@ -299,24 +314,32 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 // which request.
 func (rt *retrier) admit(attempt int, e *Error, sent bool) (next *http.Request, wait time.Duration, ok bool) {
 	t, req := rt.t, rt.req
-	if attempt >= t.cfg.maxAttempts ||
-		rt.hasBody && req.GetBody == nil ||
-		sent && !t.repeatable(req) {
-		return nil, 0, false
+	if attempt >= t.cfg.maxAttempts {
+		return rt.stop(StopMaxAttempts, e, 0, nil)
+	}
+	if rt.hasBody && req.GetBody == nil || sent && !t.repeatable(req) {
+		return rt.stop(StopNotRepeatable, e, 0, nil)
 	}
 	if rt.bo == nil {
 		rt.bo = t.cfg.newBackoff()
 	}
 	wait, ok = t.delay(e, rt.bo)
-	if !ok || !t.fitsDeadline(rt.ctx, wait) || !rt.budgetOf().take() {
-		return nil, 0, false
+	switch {
+	case !ok && e.RetryAfter > t.cfg.maxRetryAfter:
+		return rt.stop(StopRetryAfterOverCap, e, e.RetryAfter, nil)
+	case !ok:
+		return rt.stop(StopMaxAttempts, e, 0, nil) // the backoff said stop
+	case !t.fitsDeadline(rt.ctx, wait):
+		return rt.stop(StopDeadline, e, wait, nil)
+	case !rt.budgetOf().take():
+		return rt.stop(StopBudgetEmpty, e, 0, nil)
 	}
 	next = req.WithContext(rt.ctx)
 	if rt.hasBody {
 		body, err := req.GetBody()
 		if err != nil || body == nil {
 			rt.budgetOf().refund(1)
-			return nil, 0, false
+			return rt.stop(StopNotRepeatable, e, 0, err)
 		}
 		next.Body = body
 	}
@@ -334,6 +357,7 @@ func (rt *retrier) wait(next *http.Request, wait time.Duration, resp *http.Respo
 		resp = nil
 	}
 	if serr := rt.t.cfg.clock.Sleep(rt.ctx, wait); serr != nil {
+		rt.stop(stopReasonOf(serr, StopCanceled), e, wait, serr)
 		rt.budgetOf().refund(1)
 		closeBody(next)
 		if resp != nil {
@@ -348,6 +372,23 @@ func (rt *retrier) wait(next *http.Request, wait time.Duration, resp *http.Respo
 		rt.prevConn = err
 	}
 	return nil, nil, true
+}
+
+// stop reports that the call stops retrying after the failed attempt e,
+// for reason, and returns admit's answer for that.
+func (rt *retrier) stop(reason StopReason, e *Error, wait time.Duration, err error) (*http.Request, time.Duration, bool) {
+	if o := rt.t.cfg.obs; o != nil && o.RetriesStopped != nil {
+		rt.t.cfg.stopped(rt.c, rt.req, reason, e, wait, err)
+	}
+	return nil, 0, false
+}
+
+// refused reports that the layers below refused to send a retry, with
+// refusal, a local *Error.
+func (rt *retrier) refused(refusal error) {
+	var r *Error
+	errors.As(refusal, &r)
+	rt.stop(stopReasonOf(r.Err, StopRateLimited), rt.prevErr, r.RetryAfter, r.Err)
 }
 
 // delay is the wait before the next attempt after e, and false when e must
@@ -379,17 +420,6 @@ func (t *RetryTransport) delay(e *Error, bo backoff.BackOff) (time.Duration, boo
 func (t *RetryTransport) fitsDeadline(ctx context.Context, d time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || t.cfg.clock.Now().Add(d).Before(dl)
-}
-
-func (t *RetryTransport) retrying(c *call, req *http.Request, attempt int, wait time.Duration, e *Error) {
-	if t.cfg.onRetry != nil {
-		ev := RetryEvent{Attempt: attempt, Wait: wait, StatusCode: e.StatusCode, Code: e.Code, Err: unwrapConn(e), IdempotencyKey: c.key}
-		c.hook(func() { t.cfg.onRetry(ev) })
-	}
-	if l := t.cfg.logger; l != nil && l.Enabled(req.Context(), slog.LevelDebug) {
-		l.Debug("spotflow: retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt,
-			"wait", wait, "status", e.StatusCode, "code", e.Code, "key", c.key, "error", unwrapConn(e))
-	}
 }
 
 func unwrapConn(e *Error) error {
@@ -526,6 +556,14 @@ func (b *retryBudget) succeeded(attempt int) {
 
 // full reports whether no retry is spent (a disabled budget is always full).
 func (b *retryBudget) full() bool { return b == nil || b.tokens.Load() >= b.max }
+
+// available is how many retries b has left, -1 for no budget.
+func (b *retryBudget) available() float64 {
+	if b == nil {
+		return -1
+	}
+	return float64(b.tokens.Load()) / retryCost
+}
 
 func (b *retryBudget) refund(retries int) { b.add(int64(retries) * retryCost) }
 

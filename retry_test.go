@@ -268,7 +268,7 @@ func TestConnectionErrors(t *testing.T) {
 	t.Run("refused POST without key is retried", func(t *testing.T) {
 		var events []spotflowhttp.RetryEvent
 		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods(),
-			spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) { events = append(events, ev) }))
+			spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { events = append(events, ev) }))
 		body, getBody := newBody(`{"a":1}`)
 		req, _ := http.NewRequest("POST", refused, body)
 		req.GetBody = getBody
@@ -353,7 +353,7 @@ func TestRetryBudget(t *testing.T) {
 	})
 	var retries atomic.Int64
 	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()),
-		spotflowhttp.WithOnRetry(func(spotflowhttp.RetryEvent) { retries.Add(1) }))
+		spotflowhttp.WithOnRetry(func(context.Context, spotflowhttp.RetryEvent) { retries.Add(1) }))
 	const n = 1000
 	for i := 0; i < n; i++ {
 		resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
@@ -420,7 +420,7 @@ func TestOnRetryOncePerRetryBeforeWait(t *testing.T) {
 	clock := newFakeClock()
 	var events []spotflowhttp.RetryEvent
 	var sleepsAtEvent []int
-	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(clock), spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(clock), spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) {
 		events = append(events, ev)
 		sleepsAtEvent = append(sleepsAtEvent, len(clock.Sleeps()))
 	}))

@@ -33,7 +33,7 @@ type scope struct {
 	used atomic.Uint64 // the registry's tick at the last use, for eviction
 
 	// release spreads the requests a pause held back; nil when none wait.
-	release atomic.Pointer[rate.Limiter]
+	release atomic.Pointer[releaser]
 }
 
 // hostScope is the state learned about one host.
@@ -227,12 +227,15 @@ func (r *scopes) shrink() {
 	})
 }
 
-// resume lifts every halt.
-func (r *scopes) resume() {
+// resume lifts every halt and tells how many there were.
+func (r *scopes) resume() (lifted int) {
 	r.creds.Range(func(_, v any) bool {
-		v.(*scope).halted.Store(nil)
+		if v.(*scope).halted.Swap(nil) != nil {
+			lifted++
+		}
 		return true
 	})
+	return lifted
 }
 
 // scopeIn returns the scope of req, a request of the call, in registry r.

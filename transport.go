@@ -1,6 +1,7 @@
 package spotflowhttp
 
 import (
+	"context"
 	"errors"
 	"net/http"
 )
@@ -47,9 +48,10 @@ func WithErrors() Option {
 
 // WithOnEscalate calls fn once per call that ends in an escalate-category
 // response (invalid_credentials, insufficient_balance, a 401 or 403): a
-// human has to act. fn runs on the caller's goroutine before RoundTrip
-// returns and must not keep the *Error's response.
-func WithOnEscalate(fn func(*Error)) Option {
+// human has to act. fn gets the call's context (see [Observer] for what it
+// holds and how fn must behave) and runs before RoundTrip returns. A later
+// WithOnEscalate replaces fn; use [WithObserver] for several.
+func WithOnEscalate(fn func(context.Context, *Error)) Option {
 	return optionFunc(func(cfg *config) { cfg.onEscalate = fn })
 }
 
@@ -68,12 +70,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
-	c, r, owner := begin(req)
+	c, r, owner := begin(req, t.cfg)
 	if owner && t.cfg.haltOnEscalate {
 		if e := c.scopeIn(t.cfg.scopes, r).halted.Load(); e != nil {
 			closeBody(req)
 			c.done = true
-			return nil, haltedError(e)
+			h := haltedError(e)
+			if t.cfg.obs != nil {
+				t.cfg.refusedByHalt(c, h)
+			}
+			return nil, h
 		}
 	}
 	resp, err := send(t.next, r)
@@ -97,7 +103,12 @@ func haltedError(e *Error) *Error {
 
 // Resume lifts every halt set by WithHaltOnEscalate, for instance once the
 // API keys have been rotated. It is safe to call at any time.
-func (t *Transport) Resume() { t.cfg.scopes.resume() }
+func (t *Transport) Resume() {
+	n := t.cfg.scopes.resume()
+	if o := t.cfg.obs; o != nil && o.Resumed != nil {
+		t.cfg.resumed(n)
+	}
+}
 
 // haltOn halts the call's credential on its host after a 401.
 func (t *Transport) haltOn(c *call, req *http.Request, err error) {
@@ -108,17 +119,25 @@ func (t *Transport) haltOn(c *call, req *http.Request, err error) {
 	if e != nil && e.StatusCode == http.StatusUnauthorized && !e.local {
 		h := *e
 		c.scopeIn(t.cfg.scopes, req).halted.Store(&h)
-		if l := t.cfg.logger; l != nil {
-			l.Warn("spotflow: halted after authentication failure; call Resume when the key is fixed",
-				"host", hostOf(req), "status", e.StatusCode, "code", e.Code)
+		if o := t.cfg.obs; o != nil && o.Halted != nil {
+			t.cfg.halted(c, req, e)
 		}
 	}
 }
 
 // finish completes a call in its outermost layer: it annotates the final
-// response or error with attempts and key, reports escalations, and applies
-// WithErrors.
+// response or error and reports the call to the observer.
 func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Response, error) {
+	resp, err = cfg.annotate(c, resp, err)
+	if o := cfg.obs; o != nil && o.CallDone != nil {
+		cfg.callDone(c, resp, err)
+	}
+	return resp, err
+}
+
+// annotate annotates the final response or error of a call with attempts
+// and key, and applies WithErrors.
+func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Response, error) {
 	c.done = true
 	if err != nil {
 		if resp != nil { // a broken RoundTripper; the contract says ignore resp
@@ -148,7 +167,7 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 		if c.err != nil && c.err.unread {
 			e := c.err
 			c.resp, c.err = nil, nil
-			return cfg.finish(c, nil, e)
+			return cfg.annotate(c, nil, e)
 		}
 	}
 	e := c.err
@@ -162,15 +181,6 @@ func (cfg *config) finish(c *call, resp *http.Response, err error) (*http.Respon
 	// been processed.
 	e.Uncertain = e.Uncertain || c.maybeSent
 	c.endJournal(cfg, e)
-	if e.Category == CategoryEscalate {
-		if cfg.logger != nil {
-			cfg.logger.Warn("spotflow: escalate", "method", c.req.Method, "path", c.req.URL.Path,
-				"status", e.StatusCode, "code", e.Code, "key", e.IdempotencyKey)
-		}
-		if cfg.onEscalate != nil {
-			c.hook(func() { cfg.onEscalate(e) })
-		}
-	}
 	if cfg.returnErrors && e.Category != CategoryTreatAsSuccess {
 		discard(resp)
 		return nil, e

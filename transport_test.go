@@ -138,7 +138,7 @@ func TestEscalation(t *testing.T) {
 			s := newScript(t, tt.step, ok200)
 			var escalated []*spotflowhttp.Error
 			tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithHaltOnEscalate(),
-				spotflowhttp.WithOnEscalate(func(e *spotflowhttp.Error) { escalated = append(escalated, e) }))
+				spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { escalated = append(escalated, e) }))
 			client := &http.Client{Transport: tr}
 			resp, err := client.Get(s.srv.URL)
 			if err != nil {

@@ -67,6 +67,11 @@ func TestDemo(t *testing.T) {
 		t.Errorf("%s: %d unknown, %d re-sent, %d replayed; the faults should have left some to resolve",
 			ours.Name, ours.Unknown, ours.Reconciled, ours.Replayed)
 	}
+	// Server errors and resets are retried; the table says so.
+	if !strings.Contains(ours.Reasons, "retried: connection ") || !strings.Contains(ours.Reasons, "server_error ") ||
+		!strings.Contains(table.String(), ours.Name+" "+ours.Reasons) || plain.Reasons != "" {
+		t.Errorf("%s: reasons %q; want connection and server_error retries, printed under the table", ours.Name, ours.Reasons)
+	}
 	if naive.Duplicates == 0 {
 		t.Errorf("%s: no duplicates; with %g%% of requests failing after commit a blind retry must charge twice",
 			naive.Name, 100*(cfg.Faults.ServerErrorAfterCommit+cfg.Faults.ResetAfterCommit))

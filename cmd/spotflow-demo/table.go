@@ -133,6 +133,11 @@ func printTable(w io.Writer, rs []result) {
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "lost: charged but reported failed, or unknown with no key to find out; or confirmed but never charged.")
 	fmt.Fprintln(&b, "attempts per payment: requests that reached the server / payments asked (resolution included).")
+	for _, r := range rs {
+		if r.Reasons != "" {
+			fmt.Fprintf(&b, "%s %s\n", r.Name, r.Reasons)
+		}
+	}
 	io.WriteString(w, b.String())
 }
 

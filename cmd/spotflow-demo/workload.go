@@ -142,6 +142,8 @@ type result struct {
 	ServerRateLimits int   // 429s the server sent
 	Escalations      int
 
+	Reasons string // why the column retried and stopped retrying, "" if it cannot tell
+
 	P50, P99 time.Duration // latency of a payment call, retries and waits included
 	Wall     time.Duration // the whole column, resolution included
 }
@@ -199,6 +201,9 @@ func (rn runner) column(col column) result {
 	}
 	r.Wall = time.Since(start)
 
+	if rs, ok := s.(interface{ reasons() string }); ok {
+		r.Reasons = rs.reasons()
+	}
 	r.audit(srv.Payments(), rn.payments, outs)
 	r.ClientRequests, r.Client429s = w.sent.Load(), w.tooMany.Load()
 	st := srv.Stats()
@@ -377,14 +382,18 @@ func (s naive) send(ctx context.Context, p payment) outcome {
 // resolved later, from anywhere, by sending it again with the same key.
 type protected struct {
 	plain
+	seen *reasons
 }
 
 func newProtected(api target) sender {
-	s := &protected{}
+	s := &protected{seen: newReasons()}
 	s.api = api
-	s.client = &http.Client{Transport: spotflowhttp.NewTransport(api.Base, protectedOptions(api.Cfg)...)}
+	opts := append(protectedOptions(api.Cfg), spotflowhttp.WithObserver(s.seen.observer()))
+	s.client = &http.Client{Transport: spotflowhttp.NewTransport(api.Base, opts...)}
 	return s
 }
+
+func (s *protected) reasons() string { return s.seen.String() }
 
 // protectedOptions are the options column (c) adds: the key written into
 // the body's reference, so Spotflow itself deduplicates; duplicate_reference

@@ -23,7 +23,7 @@ func Example() {
 	clock := spotflowtest.NewClock(time.Now())
 	client := &http.Client{Transport: spotflowhttp.NewTransport(mock,
 		spotflowhttp.WithClock(clock),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) {
 			fmt.Println("retry after", ev.StatusCode, ev.Code, "in", ev.Wait)
 		}),
 	)}

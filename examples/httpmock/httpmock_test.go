@@ -102,7 +102,7 @@ func TestInvalidCredentialsEscalates(t *testing.T) {
 	var escalated []*spotflowhttp.Error
 	tr := spotflowhttp.NewTransport(mock,
 		spotflowhttp.WithClock(newFakeClock()),
-		spotflowhttp.WithOnEscalate(func(e *spotflowhttp.Error) { escalated = append(escalated, e) }),
+		spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { escalated = append(escalated, e) }),
 		spotflowhttp.WithHaltOnEscalate())
 	client := &http.Client{Transport: tr}
 	ctx := context.Background()

@@ -26,7 +26,7 @@ func Example() {
 	// The short constant backoff only keeps the example quick.
 	client, err := openapi.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(),
 		spotflowhttp.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(10 * time.Millisecond) }),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) {
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) {
 			fmt.Printf("attempt %d: connection error: %t; retrying\n", ev.Attempt, ev.Err != nil)
 		}))
 	if err != nil {

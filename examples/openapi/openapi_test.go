@@ -70,7 +70,7 @@ func TestRetried503ThenSuccess(t *testing.T) {
 
 	var retries []spotflowhttp.RetryEvent
 	client, err := openapi.NewSpotflowClient(srv.URL, "sk_test_x", noWait(),
-		spotflowhttp.WithOnRetry(func(ev spotflowhttp.RetryEvent) { retries = append(retries, ev) }))
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { retries = append(retries, ev) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestFinal4xx(t *testing.T) {
 	t.Run("invalid_credentials", func(t *testing.T) {
 		var escalated []*spotflowhttp.Error
 		client, err := openapi.NewSpotflowClient(srv.BaseURL(), "sk_test_revoked", noWait(),
-			spotflowhttp.WithOnEscalate(func(e *spotflowhttp.Error) { escalated = append(escalated, e) }))
+			spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { escalated = append(escalated, e) }))
 		if err != nil {
 			t.Fatal(err)
 		}
