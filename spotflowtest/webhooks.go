@@ -2,6 +2,7 @@ package spotflowtest
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"crypto/hmac"
@@ -102,8 +103,8 @@ type Webhooks struct {
 	Backoff time.Duration
 	// MaxBackoff caps the wait between tries. The default is 2 s.
 	MaxBackoff time.Duration
-	// Timeout bounds one try, from sending to the end of the answer's
-	// headers. The default is 5 s.
+	// Timeout bounds one try, reading the answer included. The default is
+	// 5 s.
 	Timeout time.Duration
 	// Concurrency bounds the deliveries in flight at once. The default
 	// is 4.
@@ -309,14 +310,14 @@ func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *we
 			panic("spotflowtest: WithWebhooks: Webhooks." + f.name + " is out of range")
 		}
 	}
-	cfg.HoldBack = cmpOr(cfg.HoldBack, defaultHoldBack)
-	cfg.MaxAttempts = cmpOr(cfg.MaxAttempts, defaultMaxAttempts)
-	cfg.Backoff = cmpOr(cfg.Backoff, defaultBackoff)
-	cfg.MaxBackoff = cmpOr(cfg.MaxBackoff, defaultMaxBackoff)
-	cfg.Timeout = cmpOr(cfg.Timeout, defaultTimeout)
-	cfg.Concurrency = cmpOr(cfg.Concurrency, defaultConcurrency)
-	cfg.QueueSize = cmpOr(cfg.QueueSize, defaultQueueSize)
-	cfg.SignatureHeader = cmpOr(cfg.SignatureHeader, HeaderWebhookSignature)
+	cfg.HoldBack = cmp.Or(cfg.HoldBack, defaultHoldBack)
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, defaultMaxAttempts)
+	cfg.Backoff = cmp.Or(cfg.Backoff, defaultBackoff)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, defaultMaxBackoff)
+	cfg.Timeout = cmp.Or(cfg.Timeout, defaultTimeout)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, defaultConcurrency)
+	cfg.QueueSize = cmp.Or(cfg.QueueSize, defaultQueueSize)
+	cfg.SignatureHeader = cmp.Or(cfg.SignatureHeader, HeaderWebhookSignature)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -370,14 +371,6 @@ func decodeSecret(secret string) ([]byte, error) {
 		return nil, fmt.Errorf("Webhooks.Secret is not %q followed by base64", secretPrefix)
 	}
 	return key, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // sign returns the webhook-signature value for the message.

@@ -324,7 +324,7 @@ func TestWebhookOutOfOrder(t *testing.T) {
 	if n := run(spotflowtest.Webhooks{}); n != 0 {
 		t.Errorf("in order: %d inversions, want 0", n)
 	}
-	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 300 * time.Millisecond}); n < 20 {
+	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 500 * time.Millisecond}); n < 20 {
 		t.Errorf("out of order: %d inversions of 190 pairs, want many", n)
 	}
 	// With room for one scheduled delivery, a held event holds up the
