@@ -257,7 +257,13 @@ func (rt *retrier) dropPrevious() {
 // budgetOf is the retry budget of the call's host.
 func (rt *retrier) budgetOf() *retryBudget {
 	if rt.budget == nil {
-		rt.budget = rt.c.scopeIn(rt.t.cfg.scopes, rt.req).host.budget
+		c, reg := rt.c, rt.t.cfg.scopes
+		if c.scopes == reg && c.scope != nil {
+			// The rate-limit layer below looked up this attempt's scope.
+			rt.budget = c.scope.host.budget
+		} else {
+			rt.budget = c.scopeIn(reg, rt.req).host.budget
+		}
 	}
 	return rt.budget
 }

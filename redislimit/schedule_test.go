@@ -25,6 +25,29 @@ func limiters(t *testing.T, rs *redisServer, n int, limit redis_rate.Limit, opts
 	return ls
 }
 
+// slotsOf records the slots of the Waits of ls that return nil; the
+// function it returns gives those so far, in order.
+func slotsOf(ls []*redislimit.Limiter) func() []time.Time {
+	var (
+		mu    sync.Mutex
+		slots []time.Time
+	)
+	for _, l := range ls {
+		redislimit.OnAdmitted(l, func(_ context.Context, _, slot time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			slots = append(slots, slot)
+		})
+	}
+	return func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		s := slices.Clone(slots)
+		slices.SortFunc(s, time.Time.Compare)
+		return s
+	}
+}
+
 // admission is one Wait that returned nil.
 type admission struct {
 	waiter int
@@ -212,15 +235,7 @@ func TestGiveBackKeepsLaterSlots(t *testing.T) {
 	rs := needRedis(t)
 	limit := redis_rate.Limit{Rate: 5, Period: time.Second, Burst: 1}
 	ls := limiters(t, rs, 3, limit)
-	var slots []time.Time
-	var mu sync.Mutex
-	for _, l := range ls {
-		redislimit.OnAdmitted(l, func(_ context.Context, _, slot time.Time) {
-			mu.Lock()
-			defer mu.Unlock()
-			slots = append(slots, slot)
-		})
-	}
+	admitted := slotsOf(ls)
 	if err := ls[0].Wait(context.Background()); err != nil { // now
 		t.Fatal(err)
 	}
@@ -241,8 +256,7 @@ func TestGiveBackKeepsLaterSlots(t *testing.T) {
 	if err := ls[0].Wait(context.Background()); err != nil { // 600 ms, not 200 ms
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	slots := admitted()
 	if len(slots) != 3 {
 		t.Fatalf("%d admissions, want 3", len(slots))
 	}
@@ -286,18 +300,8 @@ func TestCoolDownEndsOneAtATime(t *testing.T) {
 	rs := needRedis(t)
 	limit := redis_rate.Limit{Rate: 20, Period: time.Second, Burst: 10}
 	ls := limiters(t, rs, 5, limit)
-	var (
-		mu    sync.Mutex
-		slots []time.Time
-		wg    sync.WaitGroup
-	)
-	for _, l := range ls {
-		redislimit.OnAdmitted(l, func(_ context.Context, _, slot time.Time) {
-			mu.Lock()
-			defer mu.Unlock()
-			slots = append(slots, slot)
-		})
-	}
+	admitted := slotsOf(ls)
+	var wg sync.WaitGroup
 	end := time.Now().Add(300 * time.Millisecond)
 	ls[0].CoolDown(context.Background(), end)
 	for _, l := range ls {
@@ -308,7 +312,7 @@ func TestCoolDownEndsOneAtATime(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(slots, time.Time.Compare)
+	slots := admitted()
 	for i, s := range slots {
 		if s.Before(end.Add(-time.Millisecond)) {
 			t.Errorf("admission %d at %v, before the cool-down ended", i, s.Sub(end))
