@@ -47,12 +47,18 @@ func TestNewWebhookDedupInvalid(t *testing.T) {
 	defer rdb.Close()
 	var nilClient *redis.Client
 	for name, f := range map[string]func() (*redislimit.WebhookDedup, error){
-		"nil client":         func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(nil, "x") },
-		"nil *redis.Client":  func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(nilClient, "x") },
-		"empty name":         func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(rdb, "") },
-		"zero lease":         func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupLease(0)) },
-		"sub-ms retention":   func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupRetention(time.Microsecond)) },
-		"negative retention": func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupRetention(-time.Hour)) },
+		"nil client":        func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(nil, "x") },
+		"nil *redis.Client": func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(nilClient, "x") },
+		"empty name":        func() (*redislimit.WebhookDedup, error) { return redislimit.NewWebhookDedup(rdb, "") },
+		"zero lease": func() (*redislimit.WebhookDedup, error) {
+			return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupLease(0))
+		},
+		"sub-ms retention": func() (*redislimit.WebhookDedup, error) {
+			return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupRetention(time.Microsecond))
+		},
+		"negative retention": func() (*redislimit.WebhookDedup, error) {
+			return redislimit.NewWebhookDedup(rdb, "x", redislimit.WithDedupRetention(-time.Hour))
+		},
 	} {
 		if d, err := f(); err == nil || d != nil {
 			t.Errorf("%s: NewWebhookDedup = %v, %v; want an error", name, d, err)
