@@ -98,9 +98,9 @@ type Server struct {
 	idempotency  map[string]*idempotencyRecord
 	payments     []Payment
 	transfers    []Transfer
-	paymentRefs  map[string]int // reference → index in payments
-	transferRefs map[string]int // reference → index in transfers
-	checkouts    checkoutHeap   // pending redirect checkouts, by due time
+	paymentRefs  map[string]int     // reference → index in payments
+	transferRefs map[string]int     // reference → index in transfers
+	checkouts    dueHeap[*checkout] // pending redirect checkouts, by due time
 	checkoutOf   map[int]*checkout
 	checkoutLoop bool // a goroutine completes checkouts for their webhooks
 	balance      int64

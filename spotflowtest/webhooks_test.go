@@ -25,6 +25,7 @@ import (
 // hook is one webhook as the receiver got it.
 type hook struct {
 	id, timestamp, signature string
+	spotflowSignature        string
 	body                     []byte
 	at                       time.Time
 	Event                    string
@@ -64,6 +65,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		body:      body,
 		at:        time.Now(),
 	}
+	h.spotflowSignature = r.Header.Get("x-spotflow-signature")
 	if err := json.Unmarshal(body, &h); err != nil || r.Method != "POST" || r.Header.Get("Content-Type") != "application/json" {
 		rc.t.Errorf("webhook %s %q: %v, Content-Type %q", r.Method, body, err, r.Header.Get("Content-Type"))
 	}
@@ -205,6 +207,15 @@ func TestWebhookSecretOption(t *testing.T) {
 	if hk.signature != expectedSignature(mine, hk.id, hk.timestamp, hk.body) {
 		t.Error("not signed with the given secret")
 	}
+	// The signature under the other name Spotflow's docs give it.
+	rcx := newReceiver(t, nil)
+	hx := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rcx.srv.URL, SignatureHeader: spotflowtest.HeaderSpotflowSignature}))
+	hx.do("POST", "/payments", paymentBody("p", 1, "o"))
+	waitWebhooks(t, hx.s)
+	if r := rcx.got()[0]; r.signature != "" || r.spotflowSignature != expectedSignature(hx.s.WebhookSecret(), r.id, r.timestamp, r.body) {
+		t.Errorf("x-spotflow-signature %q, webhook-signature %q", r.spotflowSignature, r.signature)
+	}
+
 	for _, w := range []spotflowtest.Webhooks{{Secret: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, {Secret: "whsec_not base64!"}, {MaxAttempts: -1}, {Duplicates: 1.5}} {
 		func() {
 			defer func() {
@@ -313,7 +324,7 @@ func TestWebhookOutOfOrder(t *testing.T) {
 	if n := run(spotflowtest.Webhooks{}); n != 0 {
 		t.Errorf("in order: %d inversions, want 0", n)
 	}
-	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 300 * time.Millisecond}); n < 20 {
+	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 500 * time.Millisecond}); n < 20 {
 		t.Errorf("out of order: %d inversions of 190 pairs, want many", n)
 	}
 	// With room for one scheduled delivery, a held event holds up the
