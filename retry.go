@@ -448,16 +448,8 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 // connErrorInfo tells of an error from the base transport whether the
 // request may have been sent, and whether trying again could help.
 func connErrorInfo(err error) (sent, transient bool) {
-	var (
-		certErr *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
-		alert   tls.AlertError
-	)
-	if errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) ||
-		errors.As(err, &invalid) || errors.As(err, &alert) {
-		return false, false // the handshake failed; it will fail again
+	if handshakeFailed(err) {
+		return false, false // it will fail again
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
@@ -483,6 +475,20 @@ func connErrorInfo(err error) (sent, transient bool) {
 		return true, true
 	}
 	return true, false // unknown: assume the worst, do not repeat
+}
+
+// handshakeFailed reports whether err is a TLS handshake's refusal: a
+// certificate not trusted, or an alert from the server.
+func handshakeFailed(err error) bool {
+	var (
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		alert   tls.AlertError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) ||
+		errors.As(err, &invalid) || errors.As(err, &alert)
 }
 
 // http2ErrorInfo tells of an error from net/http's HTTP/2 client whether the
