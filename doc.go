@@ -1,5 +1,5 @@
 // Package spotflowhttp gives an existing [http.Client] the error policy of
-// Spotflow's payments API, as stackable [http.RoundTripper]s.
+// Spotflow's payments API, as stackable layers, each an [http.RoundTripper].
 //
 // Spotflow sorts every failure into four recovery categories: retry (with
 // exponential backoff), don't retry (fix the input), escalate (a human must

@@ -610,3 +610,41 @@ func TestWebhookCloseStopsEverything(t *testing.T) {
 	rcv.Close()
 	goleak.VerifyNone(t, ignore)
 }
+
+// BenchmarkWebhooks measures a payment created and its webhook delivered
+// to a receiver on loopback, against the same payment without webhooks.
+func BenchmarkWebhooks(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("webhooks=%v", on), func(b *testing.B) {
+			rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			defer rcv.Close()
+			var opts []spotflowtest.Option
+			if on {
+				opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rcv.URL}))
+			}
+			s := spotflowtest.NewServer(opts...)
+			defer s.Close()
+			client := s.Client()
+			b.ResetTimer()
+			for i := range b.N {
+				req, _ := http.NewRequest("POST", s.BaseURL()+"/payments", strings.NewReader(paymentBody(fmt.Sprint("p-", i), 1, "o")))
+				req.Header.Set("Authorization", "Bearer "+s.SecretKey())
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err := s.WaitWebhooks(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if on && len(s.Deliveries()) != b.N {
+				b.Fatalf("%d deliveries for %d payments", len(s.Deliveries()), b.N)
+			}
+		})
+	}
+}
