@@ -376,6 +376,22 @@ func TestWebhookRedeliveryAfterServerError(t *testing.T) {
 	}
 }
 
+func TestWebhookDelay(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	rc := newReceiver(t, nil)
+	h := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rc.srv.URL, Delay: delay}))
+	before := time.Now()
+	h.do("POST", "/payments", paymentBody("p", 1, "o"))
+	waitWebhooks(t, h.s)
+	got := rc.got()
+	if len(got) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(got))
+	}
+	if after := got[0].at.Sub(before); after < delay {
+		t.Errorf("the webhook came %v after the payment, want at least %v", after, delay)
+	}
+}
+
 func TestWebhookGivesUp(t *testing.T) {
 	rc := newReceiver(t, func(hook, int) int { return http.StatusServiceUnavailable })
 	h := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rc.srv.URL, MaxAttempts: 3, Backoff: time.Millisecond}))
