@@ -52,6 +52,7 @@
 //
 // The caller's request is never modified. The stack works on a shallow copy
 // of it, made once per call, and makes one more for each retry; a header is
-// copied only when a layer sets one (the idempotency key). It starts no
-// goroutines. Package spotflowtest simulates the Spotflow API for tests.
+// copied only when a layer sets one (the idempotency key). The transports
+// start no goroutines. Package spotflowtest simulates the Spotflow API for
+// tests.
 package spotflowhttp
