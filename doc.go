@@ -1,5 +1,5 @@
 // Package spotflowhttp gives an existing [http.Client] the error policy of
-// Spotflow's payments API, as stackable [http.RoundTripper]s.
+// Spotflow's payments API, as stackable layers, each an [http.RoundTripper].
 //
 // Spotflow sorts every failure into four recovery categories: retry (with
 // exponential backoff), don't retry (fix the input), escalate (a human must
@@ -52,6 +52,7 @@
 //
 // The caller's request is never modified. The stack works on a shallow copy
 // of it, made once per call, and makes one more for each retry; a header is
-// copied only when a layer sets one (the idempotency key). It starts no
-// goroutines. Package spotflowtest simulates the Spotflow API for tests.
+// copied only when a layer sets one (the idempotency key). The transports
+// start no goroutines. Package spotflowtest simulates the Spotflow API for
+// tests.
 package spotflowhttp

@@ -128,7 +128,8 @@ type RetryEvent struct {
 
 // WithOnRetry calls fn exactly once per retry, before the wait, with the
 // call's context (see [Observer] for what it holds and how fn must behave).
-// A later WithOnRetry replaces fn; use [WithObserver] for several.
+// A later WithOnRetry replaces fn; use [WithObserver] for several. Only
+// [RetryTransport] reads it.
 func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }

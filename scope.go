@@ -31,6 +31,9 @@ type scope struct {
 	adaptive  *adaptiveLimiter      // WithAdaptiveRateLimit, nil if off
 
 	used atomic.Uint64 // the registry's tick at the last use, for eviction
+
+	// release spreads the requests a pause held back; nil when none wait.
+	release atomic.Pointer[releaser]
 }
 
 // hostScope is the state learned about one host.

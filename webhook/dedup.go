@@ -47,6 +47,19 @@ const (
 	InFlight                        // another delivery holds the claim
 )
 
+// String returns the state's name, "Claimed" for Claimed.
+func (s ClaimState) String() string {
+	switch s {
+	case Claimed:
+		return "Claimed"
+	case Processed:
+		return "Processed"
+	case InFlight:
+		return "InFlight"
+	}
+	return "ClaimState(" + strconv.Itoa(int(s)) + ")"
+}
+
 // Defaults of a [MemoryDedup].
 const (
 	// DefaultRetention covers the retries of a Standard Webhooks sender,

@@ -8,7 +8,12 @@ import (
 
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 	"github.com/spotflow-go/spotflowhttp/webhook"
+	"github.com/spotflow-go/spotflowhttp/webhook/deduptest"
 )
+
+func TestMemoryDedup(t *testing.T) {
+	deduptest.Run(t, func(*testing.T) webhook.Dedup { return &webhook.MemoryDedup{} })
+}
 
 // claim is d.Claim for a test that expects state.
 func claim(t *testing.T, d webhook.Dedup, id string, want webhook.ClaimState) string {
@@ -55,30 +60,4 @@ func TestMemoryDedupMaxIDs(t *testing.T) {
 	claim(t, d, "0", webhook.Claimed)
 	// Ids being processed do not push processed ones out.
 	claim(t, d, "2", webhook.Processed)
-}
-
-func TestMemoryDedupTokens(t *testing.T) {
-	d := &webhook.MemoryDedup{}
-	ctx := context.Background()
-	tok := claim(t, d, "a", webhook.Claimed)
-	// A stale or foreign token changes nothing.
-	d.Release(ctx, "a", tok+"0")
-	d.Commit(ctx, "a", tok+"0")
-	ctx1, cancel := context.WithCancel(ctx)
-	cancel()
-	if s, _, _ := d.Claim(ctx1, "a"); s != webhook.InFlight {
-		t.Fatalf("claim while held = %v, want InFlight", s)
-	}
-	d.Release(ctx, "a", tok)
-	tok2 := claim(t, d, "a", webhook.Claimed)
-	if tok2 == tok {
-		t.Error("a new claim has the released claim's token")
-	}
-	d.Release(ctx, "a", tok) // the old token no longer holds it
-	if s, _, _ := d.Claim(ctx1, "a"); s != webhook.InFlight {
-		t.Fatalf("claim after a stale release = %v, want InFlight", s)
-	}
-	d.Commit(ctx, "a", tok2)
-	d.Release(ctx, "a", tok2) // too late: it is processed
-	claim(t, d, "a", webhook.Processed)
 }
