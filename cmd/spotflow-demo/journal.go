@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,16 +14,22 @@ import (
 
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
+	"github.com/spotflow-go/spotflowhttp/webhook"
 )
 
 // journaled is column (c)'s durable memory: a boltjournal file in a
 // temporary directory, which a restart after -crash opens again as a new
 // process would, and the reconciler that settles what it holds.
 type journaled struct {
-	api  target
-	dir  string
-	path string
-	j    *crashable
+	api      target
+	dir      string
+	path     string
+	j        *crashable
+	rec      atomic.Pointer[spotflowhttp.Reconciler] // the live process's
+	receiver *httptest.Server                        // where the simulator sends webhooks
+
+	mu      sync.Mutex
+	settled []spotflowhttp.Settlement // reported, not yet given to the payments
 }
 
 func openJournaled(api target) *journaled {
@@ -32,15 +39,44 @@ func openJournaled(api target) *journaled {
 	}
 	jr := &journaled{api: api, dir: dir, path: filepath.Join(dir, "journal.db")}
 	jr.open()
+	if secret := api.Sim.WebhookSecret(); secret != "" {
+		hooks, err := webhook.NewHandler(secret, func(_ context.Context, ev webhook.Event) error {
+			jr.rec.Load().Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+			return nil
+		})
+		if err != nil {
+			panic(err) // the simulator's own secret
+		}
+		jr.receiver = httptest.NewServer(hooks)
+		api.Sim.SetWebhookURL(jr.receiver.URL)
+	}
 	return jr
 }
 
+// open opens the journal file and starts a reconciler over it, as a
+// process starting up does.
 func (jr *journaled) open() {
 	f, err := boltjournal.Open(jr.path)
 	if err != nil {
 		panic(fmt.Sprintf("spotflow-demo: %v", err))
 	}
 	jr.j = &crashable{Journal: f, file: f}
+	rec, err := spotflowhttp.NewReconciler(jr.j, jr.api.Base,
+		func(req *http.Request, _ spotflowhttp.Entry) error {
+			req.Header.Set("Authorization", "Bearer "+jr.api.Key)
+			return nil
+		},
+		func(st spotflowhttp.Settlement) {
+			jr.mu.Lock()
+			jr.settled = append(jr.settled, st)
+			jr.mu.Unlock()
+		},
+		// A short wait for the webhook before asking the verify endpoint.
+		append(protectedOptions(jr.api.Cfg), spotflowhttp.WithVerifyAfter(200*time.Millisecond))...)
+	if err != nil {
+		panic(err) // the arguments are ours and not nil
+	}
+	jr.rec.Store(rec)
 }
 
 // client is column (c)'s client over the journal: a new transport, with
@@ -51,6 +87,9 @@ func (jr *journaled) client(seen *reasons) *http.Client {
 }
 
 func (jr *journaled) close() error {
+	if jr.receiver != nil {
+		jr.receiver.Close()
+	}
 	jr.j.file.Close()
 	return os.RemoveAll(jr.dir)
 }
@@ -86,52 +125,12 @@ func (c *crashable) Settle(ctx context.Context, key, owner string) (bool, error)
 	return c.Journal.Settle(ctx, key, owner)
 }
 
-// settle runs a reconciler over the journal until it holds nothing (or the
-// call deadline has passed), and gives each settlement to the payment whose
-// order id is its key.
+// settle runs the reconciler over the journal until it holds nothing (or
+// the call deadline has passed), and gives each settlement to the payment
+// whose order id is its key.
 func (s *protected) settle(ctx context.Context, payments []payment, outs []outcome, r *result) {
-	byKey := make(map[string]int, len(payments))
-	for i, p := range payments {
-		byKey[p.OrderID] = i
-	}
-	var mu sync.Mutex
-	rec, err := spotflowhttp.NewReconciler(s.jr.j, s.api.Base,
-		func(req *http.Request, _ spotflowhttp.Entry) error {
-			req.Header.Set("Authorization", "Bearer "+s.api.Key)
-			return nil
-		},
-		func(st spotflowhttp.Settlement) {
-			mu.Lock()
-			defer mu.Unlock()
-			i, ok := byKey[st.Entry.Key]
-			if !ok {
-				return
-			}
-			o := &outs[i]
-			o.crashed = false
-			switch st.Outcome {
-			case spotflowhttp.OutcomeCreated:
-				o.state = confirmed
-			case spotflowhttp.OutcomeNotCreated:
-				o.state = failed
-			default:
-				o.state, o.escalated = unknown, true
-				r.NeedsHuman++
-				return
-			}
-			switch st.By {
-			case spotflowhttp.SettledByWebhook:
-				r.ByWebhook++
-			case spotflowhttp.SettledByVerify:
-				r.ByVerify++
-			case spotflowhttp.SettledByResend:
-				r.ByResend++
-			}
-		},
-		append(protectedOptions(s.api.Cfg), spotflowhttp.WithVerifyAfter(0))...)
-	if err != nil {
-		panic(err) // the arguments are ours and not nil
-	}
+	jr := s.jr
+	rec := jr.rec.Load()
 	deadline := time.Now().Add(s.api.Cfg.Timeout)
 	for time.Now().Before(deadline) {
 		left, err := rec.ReconcileOnce(ctx)
@@ -139,6 +138,40 @@ func (s *protected) settle(ctx context.Context, payments []payment, outs []outco
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	byKey := make(map[string]int, len(payments))
+	for i, p := range payments {
+		byKey[p.OrderID] = i
+	}
+	jr.mu.Lock()
+	settled := jr.settled
+	jr.settled = nil
+	jr.mu.Unlock()
+	for _, st := range settled {
+		i, ok := byKey[st.Entry.Key]
+		if !ok {
+			continue
+		}
+		o := &outs[i]
+		o.crashed = false
+		switch st.Outcome {
+		case spotflowhttp.OutcomeCreated:
+			o.state = confirmed
+		case spotflowhttp.OutcomeNotCreated:
+			o.state = failed
+		default:
+			o.state, o.escalated = unknown, true
+			r.NeedsHuman++
+			continue
+		}
+		switch st.By {
+		case spotflowhttp.SettledByWebhook:
+			r.ByWebhook++
+		case spotflowhttp.SettledByVerify:
+			r.ByVerify++
+		case spotflowhttp.SettledByResend:
+			r.ByResend++
+		}
 	}
 	r.Unresolved = 0
 	for _, o := range outs {
@@ -154,8 +187,8 @@ type crasher interface {
 	settler
 	// crash stops all writing at once, as a killed process would.
 	crash()
-	// restart drops the client and everything it kept in memory and opens
-	// the journal file again, as a new process would.
+	// restart drops the client, the reconciler and everything they kept in
+	// memory and opens the journal file again, as a new process would.
 	restart()
 }
 

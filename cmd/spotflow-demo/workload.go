@@ -88,9 +88,10 @@ type settler interface {
 // column is one contender: a heading, a description for the setup lines,
 // and how to make its sender over a base transport.
 type column struct {
-	Name  string
-	About func(cfg config) string
-	New   func(api target) sender
+	Name     string
+	About    func(cfg config) string
+	New      func(api target) sender
+	Webhooks bool // the simulator sends it webhooks
 }
 
 // target is where and how a sender sends: the simulator's API, its secret
@@ -100,6 +101,7 @@ type target struct {
 	Key     string
 	Base    http.RoundTripper
 	Cfg     config
+	Sim     *spotflowtest.Server
 }
 
 var columns = []column{
@@ -116,9 +118,10 @@ var columns = []column{
 		New: func(api target) sender { return naive{newPlain(api)} },
 	},
 	{
-		Name:  "(c) spotflowhttp",
-		About: protectedAbout,
-		New:   newProtected,
+		Name:     "(c) spotflowhttp",
+		About:    protectedAbout,
+		New:      newProtected,
+		Webhooks: true,
 	},
 }
 
@@ -177,12 +180,17 @@ func (rn runner) column(col column) result {
 	if cfg.Rate > 0 {
 		opts = append(opts, spotflowtest.WithRateLimit(cfg.Rate, cfg.Burst))
 	}
+	if col.Webhooks {
+		// Signed, at least once: a few twice, a few late. No URL until
+		// the column's receiver is listening.
+		opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 0.05, OutOfOrder: 0.05}))
+	}
 	srv := spotflowtest.NewServer(opts...)
 	defer srv.Close()
 	base := newBase(cfg.Workers)
 	defer base.CloseIdleConnections()
 	w := &wire{base: base}
-	s := col.New(target{BaseURL: srv.BaseURL(), Key: srv.SecretKey(), Base: w, Cfg: cfg})
+	s := col.New(target{BaseURL: srv.BaseURL(), Key: srv.SecretKey(), Base: w, Cfg: cfg, Sim: srv})
 
 	if c, ok := s.(io.Closer); ok {
 		defer c.Close()
