@@ -42,6 +42,13 @@
 // otelspotflow module records them as OpenTelemetry metrics. [AttemptsOf]
 // tells the attempts of any response.
 //
+// A [Journal] ([WithJournal]) keeps every keyed create durably from before
+// its first attempt until its outcome is certain, so that an uncertain
+// outcome survives Client.Timeout and a crash; a [Reconciler] settles what
+// it holds from webhooks, the verify endpoint or a re-send with the same
+// key. Package boltjournal keeps a journal in a file, the redislimit module
+// in Redis.
+//
 // Every layer is safe for concurrent use by multiple goroutines, usable
 // alone, and configured by the same [Option] list; a layer ignores the
 // options it does not read, and each option's documentation says which
