@@ -157,7 +157,8 @@ func (d Delivery) Delivered() bool {
 }
 
 // WebhookSecret returns the secret the server signs its webhooks with,
-// "whsec_" followed by base64, or "" when it sends none.
+// "whsec_" followed by base64, or "" when it sends none. It is safe for
+// concurrent use.
 func (s *Server) WebhookSecret() string {
 	if s.webhooks == nil {
 		return ""

@@ -376,6 +376,22 @@ func TestWebhookRedeliveryAfterServerError(t *testing.T) {
 	}
 }
 
+func TestWebhookDelay(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	rc := newReceiver(t, nil)
+	h := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rc.srv.URL, Delay: delay}))
+	before := time.Now()
+	h.do("POST", "/payments", paymentBody("p", 1, "o"))
+	waitWebhooks(t, h.s)
+	got := rc.got()
+	if len(got) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(got))
+	}
+	if after := got[0].at.Sub(before); after < delay {
+		t.Errorf("the webhook came %v after the payment, want at least %v", after, delay)
+	}
+}
+
 func TestWebhookGivesUp(t *testing.T) {
 	rc := newReceiver(t, func(hook, int) int { return http.StatusServiceUnavailable })
 	h := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rc.srv.URL, MaxAttempts: 3, Backoff: time.Millisecond}))
@@ -609,4 +625,42 @@ func TestWebhookCloseStopsEverything(t *testing.T) {
 	client.CloseIdleConnections()
 	rcv.Close()
 	goleak.VerifyNone(t, ignore)
+}
+
+// BenchmarkWebhooks measures a payment created and its webhook delivered
+// to a receiver on loopback, against the same payment without webhooks.
+func BenchmarkWebhooks(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("webhooks=%v", on), func(b *testing.B) {
+			rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			defer rcv.Close()
+			var opts []spotflowtest.Option
+			if on {
+				opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rcv.URL}))
+			}
+			s := spotflowtest.NewServer(opts...)
+			defer s.Close()
+			client := s.Client()
+			b.ResetTimer()
+			for i := range b.N {
+				req, _ := http.NewRequest("POST", s.BaseURL()+"/payments", strings.NewReader(paymentBody(fmt.Sprint("p-", i), 1, "o")))
+				req.Header.Set("Authorization", "Bearer "+s.SecretKey())
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err := s.WaitWebhooks(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if on && len(s.Deliveries()) != b.N {
+				b.Fatalf("%d deliveries for %d payments", len(s.Deliveries()), b.N)
+			}
+		})
+	}
 }

@@ -208,19 +208,10 @@ func TestRecorderPerCall(t *testing.T) {
 // that matches context.DeadlineExceeded and carries the *spotflowhttp.Error
 // with the key, for resolving the outcome later.
 func TestDeadline(t *testing.T) {
-	stop := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read the body first: only then does the server notice the client
-		// hanging up and cancel r.Context().
-		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}))
+	// The simulator's latency ends when the client hangs up.
+	srv := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{Latency: time.Minute}))
 	defer srv.Close()
-	defer close(stop) // before Close, which waits for the handler
-	client, err := ogen.NewSpotflowClient(srv.URL, "sk_test_x", noWait())
+	client, err := ogen.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(), noWait())
 	if err != nil {
 		t.Fatal(err)
 	}

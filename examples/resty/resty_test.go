@@ -3,9 +3,7 @@ package resty_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -139,17 +137,10 @@ func TestErrorOfRawResponse(t *testing.T) {
 // with an error that keeps the *spotflowhttp.Error and its key (SetTimeout
 // would have replaced it).
 func TestDeadline(t *testing.T) {
-	stop := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // then the server notices the client hanging up
-		select {
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}))
+	// The simulator's latency ends when the client hangs up.
+	srv := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{Latency: time.Minute}))
 	defer srv.Close()
-	defer close(stop)
-	client := spotflowresty.NewSpotflowClient(srv.URL, "sk_test_x")
+	client := spotflowresty.NewSpotflowClient(srv.BaseURL(), srv.SecretKey())
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
