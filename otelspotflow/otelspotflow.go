@@ -23,7 +23,7 @@
 //	spotflow.client.retries.stopped          counter, {call}       by spotflow.retry.stop_reason
 //	spotflow.client.ratelimit.wait.duration  histogram, s          by spotflow.ratelimit.kind
 //	spotflow.client.ratelimit.refusals       counter, {request}    by spotflow.ratelimit.kind
-//	spotflow.client.retry_budget.available   gauge, {retry}        by host, as the last call to it left it
+//	spotflow.client.retry_budget.available   gauge, {retry}        by host (the first 1,024), as the last call left it
 //
 // Every measurement carries http.request.method (one of the methods HTTP
 // defines, else _OTHER), server.address and server.port (when the URL has
