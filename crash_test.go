@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+	"github.com/spotflow-go/spotflowhttp/webhook"
 )
 
 // The child process of TestCrashRecovery reads its role and its
@@ -32,6 +34,8 @@ const (
 	crashKeyEnv      = "SPOTFLOWHTTP_CRASH_KEY"
 	crashJournalEnv  = "SPOTFLOWHTTP_CRASH_JOURNAL"
 	crashOutcomesEnv = "SPOTFLOWHTTP_CRASH_OUTCOMES"
+	crashHookEnv     = "SPOTFLOWHTTP_CRASH_WEBHOOK_SECRET"
+	crashAddrEnv     = "SPOTFLOWHTTP_CRASH_WEBHOOK_ADDR" // where the child writes its webhook address
 )
 
 const (
@@ -59,7 +63,9 @@ func crashBody(i int) string {
 // The test binary runs itself again as a child process that pays 1,000
 // orders through NewTransport with a file journal (boltjournal) against a
 // simulator the parent runs, with a realistic mix of 5xx, proxy errors and
-// connection resets before and after commit. The parent kills the child
+// connection resets before and after commit, and signed webhooks (some
+// duplicated, some late, a few forged) that the child receives with the
+// webhook package and gives to its reconciler. The parent kills the child
 // with SIGKILL at random points (six while it sends, one just after a
 // restart) and starts it again; each new child first reconciles what the
 // journal holds, then sends the orders that have no outcome yet.
@@ -89,6 +95,11 @@ func TestCrashRecovery(t *testing.T) {
 			ResetAfterCommit:        0.03,
 			Latency:                 2 * time.Millisecond,
 			LatencyJitter:           4 * time.Millisecond,
+		}),
+		// No URL until a child is listening: events wait for one.
+		spotflowtest.WithWebhooks(spotflowtest.Webhooks{
+			Duplicates: 0.05, OutOfOrder: 0.1, BadSignature: 0.02,
+			Backoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 50,
 		}))
 	defer srv.Close()
 	dir := t.TempDir()
@@ -99,6 +110,7 @@ func TestCrashRecovery(t *testing.T) {
 		crashKeyEnv+"="+srv.SecretKey(),
 		crashJournalEnv+"="+filepath.Join(dir, "journal.db"),
 		crashOutcomesEnv+"="+outcomes,
+		crashHookEnv+"="+srv.WebhookSecret(),
 	)
 
 	// Kill points: after a random number of outcomes, spread over the run
@@ -116,13 +128,15 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("not done after %d runs and %d kills", run-1, kills)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashRecovery$", "-test.count=1", "-test.v")
-		cmd.Env = env
+		addr := filepath.Join(dir, fmt.Sprintf("webhook-addr-%d", run))
+		cmd.Env = append(env, crashAddrEnv+"="+addr)
 		cmd.Stdout, cmd.Stderr = &log, &log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		listening := crashListening(srv, addr)
 
 		var kill <-chan time.Time
 		switch {
@@ -152,7 +166,27 @@ func TestCrashRecovery(t *testing.T) {
 			<-exited
 			kills++
 		}
+		<-listening
+		srv.SetWebhookURL("") // hold the events until the next child listens
 	}
+}
+
+// crashListening points the server's webhooks at the child once it has
+// written its address to addr. The returned channel is closed when it has,
+// or has given up (the child died first).
+func crashListening(srv *spotflowtest.Server, addr string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			if b, err := os.ReadFile(addr); err == nil && len(b) > 0 {
+				srv.SetWebhookURL("http://" + string(b))
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return done
 }
 
 // crashWhen fires once the outcomes file has target lines, plus a random
@@ -283,11 +317,33 @@ func crashChild(t *testing.T) {
 			mu.Unlock()
 			report(s.Entry.Reference, s.Outcome.String(), p+" "+s.By.String())
 		},
-		append(opts, spotflowhttp.WithVerifyAfter(0), spotflowhttp.WithReconcileInterval(10*time.Millisecond))...)
+		// A short wait for a webhook before asking the verify endpoint.
+		append(opts, spotflowhttp.WithVerifyAfter(100*time.Millisecond), spotflowhttp.WithReconcileInterval(10*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	hooks, err := webhook.NewHandler(os.Getenv(crashHookEnv), func(_ context.Context, ev webhook.Event) error {
+		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookSrv := &http.Server{Handler: hooks}
+	go hookSrv.Serve(ln)
+	defer hookSrv.Close()
+	tmp := os.Getenv(crashAddrEnv) + ".tmp"
+	if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, os.Getenv(crashAddrEnv)); err != nil { // whole, or not at all
+		t.Fatal(err)
+	}
 	drain := func() {
 		for {
 			left, err := rec.ReconcileOnce(ctx)

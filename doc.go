@@ -1,5 +1,5 @@
 // Package spotflowhttp gives an existing [http.Client] the error policy of
-// Spotflow's payments API, as stackable [http.RoundTripper]s.
+// Spotflow's payments API, as stackable layers, each an [http.RoundTripper].
 //
 // Spotflow sorts every failure into four recovery categories: retry (with
 // exponential backoff), don't retry (fix the input), escalate (a human must
@@ -42,6 +42,13 @@
 // otelspotflow module records them as OpenTelemetry metrics. [AttemptsOf]
 // tells the attempts of any response.
 //
+// A [Journal] ([WithJournal]) keeps every keyed create durably from before
+// its first attempt until its outcome is certain, so that an uncertain
+// outcome survives Client.Timeout and a crash; a [Reconciler] settles what
+// it holds from webhooks, the verify endpoint or a re-send with the same
+// key. Package boltjournal keeps a journal in a file, the redislimit module
+// in Redis.
+//
 // Every layer is safe for concurrent use by multiple goroutines, usable
 // alone, and configured by the same [Option] list; a layer ignores the
 // options it does not read, and each option's documentation says which
@@ -52,6 +59,7 @@
 //
 // The caller's request is never modified. The stack works on a shallow copy
 // of it, made once per call, and makes one more for each retry; a header is
-// copied only when a layer sets one (the idempotency key). It starts no
-// goroutines. Package spotflowtest simulates the Spotflow API for tests.
+// copied only when a layer sets one (the idempotency key). The transports
+// start no goroutines. Package spotflowtest simulates the Spotflow API for
+// tests.
 package spotflowhttp

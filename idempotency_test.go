@@ -709,3 +709,42 @@ func TestGetBodyNilNil(t *testing.T) {
 		})
 	}
 }
+
+// A duplicate on the redirect checkout, POST …/payments/initialize, is
+// resolved through GET …/payments/verify as one on …/payments is.
+func TestResolveDuplicatesCheckout(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	const body = `{"reference":"chk-7","amount":5000,"currency":"NGN","customer":{"email":"a@b.c"}}`
+	post := func(tr http.RoundTripper) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("POST", sim.BaseURL()+"/payments/initialize", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var obj map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&obj)
+		return resp, obj
+	}
+	first, created := post(spotflowhttp.NewTransport(nil))
+	if first.StatusCode != 200 || created["paymentCode"] == nil {
+		t.Fatalf("initialize: %d %v", first.StatusCode, created)
+	}
+	dup, _ := post(spotflowhttp.NewTransport(nil))
+	if e := spotflowhttp.ErrorOf(dup); dup.StatusCode != 400 || e == nil || e.Category != spotflowhttp.CategoryTreatAsSuccess {
+		t.Fatalf("duplicate without resolution: %d %v", dup.StatusCode, e)
+	}
+	res, got := post(spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates()))
+	if res.StatusCode != 200 || spotflowhttp.ErrorOf(res) != nil || !spotflowhttp.ReplayOf(res) ||
+		got["reference"] != "chk-7" || got["paymentCode"] != created["paymentCode"] || got["id"] != created["id"] {
+		t.Fatalf("resolved: %d %v replay=%v %v", res.StatusCode, spotflowhttp.ErrorOf(res), spotflowhttp.ReplayOf(res), got)
+	}
+	if spotflowhttp.IdempotencyKeyOf(res) == "" {
+		t.Error("resolved response lost the call's key")
+	}
+	if n := sim.Charges("chk-7"); n != 1 {
+		t.Errorf("Charges = %d, want 1", n)
+	}
+}

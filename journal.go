@@ -97,9 +97,11 @@ const DefaultJournalLease = 10 * time.Minute
 // the call, leaves the entry pending for a [Reconciler].
 //
 // If the entry cannot be written, nothing is sent: the call fails with an
-// *Error in CategoryRetry, with 0 attempts and not uncertain, that wraps
-// the journal's error. Each keyed call costs one durable write and one
-// removal; calls without a key cost nothing.
+// [*Error] in [CategoryRetry], with 0 attempts and not uncertain, that
+// wraps the journal's error. Each keyed call costs one durable write and one
+// removal; calls without a key cost nothing. The default is no journal.
+// [IdempotencyTransport] writes the entry; the outermost layer of the call
+// settles it.
 func WithJournal(j Journal) Option {
 	return optionFunc(func(cfg *config) { cfg.journal = j })
 }

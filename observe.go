@@ -73,7 +73,8 @@ type Observer struct {
 
 // WithObserver has the stack report to o; see [Observer]. Observers given
 // in several WithObserver options are all called, in the order given. A nil
-// o is ignored. The fields of o are read when the option is applied.
+// o is ignored. The fields of o are read when the option is applied. Every
+// layer reads it, each reporting what it does.
 func WithObserver(o *Observer) Option {
 	return optionFunc(func(cfg *config) {
 		if o != nil {

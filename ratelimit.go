@@ -132,7 +132,11 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 // bouncing off them. Always: a 429 with Retry-After holds back the requests
 // with the same credential to the same host until the time passes (a shared
 // cool-down, never shortened by a later, shorter Retry-After), and so does
-// X-RateLimit-Remaining 0 until X-RateLimit-Reset. Optionally: a token
+// X-RateLimit-Remaining 0 until X-RateLimit-Reset. When such a pause ends,
+// the requests it held back leave one at a time at the rate the server
+// states (X-RateLimit-Limit requests until X-RateLimit-Reset), or at the
+// pace of the limiters below, rather than all at once; without either the
+// rate is unknown and they go when it ends. Optionally: a token
 // bucket (WithRateLimit and the presets), a bucket per key at its preset
 // (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
 // credential with WithLimiterFunc), and adaptive pacing per credential
@@ -225,7 +229,11 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
 	for {
-		if err := t.waitPauses(req, s); err != nil {
+		waited, err := t.waitPauses(req, s)
+		if err != nil {
+			return err
+		}
+		if err := t.release(req, s, waited); err != nil {
 			return err
 		}
 		if err := t.pace(req, s, lim); err != nil {
@@ -279,6 +287,30 @@ func (t *RateLimitTransport) pace(req *http.Request, s *scope, lim Limiter) erro
 	return nil
 }
 
+// release spreads the requests that a pause of s held back, at the rate the
+// server said it admits, over the time after the pause, instead of letting
+// them all go when it ends: those that waited take their turn, and so do
+// requests that come while some are still waiting. When it is over, s is
+// back on the fast path.
+func (t *RateLimitTransport) release(req *http.Request, s *scope, waited bool) error {
+	r := s.release.Load()
+	if r == nil {
+		return nil
+	}
+	if !waited && r.lim.TokensAt(t.cfg.clock.Now()) >= 1 {
+		s.release.CompareAndSwap(r, nil) // nobody is waiting for a turn
+		return nil
+	}
+	return t.reserve(req, r.kind, r.lim)
+}
+
+// releaser is the pacing of the requests held back by a pause of the given
+// kind, after it ends.
+type releaser struct {
+	lim  *rate.Limiter
+	kind RateLimitKind
+}
+
 // paused reports whether a cool-down or hold of s is on now.
 func (t *RateLimitTransport) paused(s *scope) bool {
 	u := max(s.coolUntil.Load(), s.holdUntil.Load())
@@ -288,15 +320,15 @@ func (t *RateLimitTransport) paused(s *scope) bool {
 // waitPauses waits out the scope's cool-down and hold. A 429 to another
 // request may extend them while this one waits: look again after each wait.
 // The cap bounds the whole wait.
-func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) error {
-	for waited := time.Duration(0); ; {
+func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited bool, err error) {
+	for w := time.Duration(0); ; {
 		cool, hold := s.coolUntil.Load(), s.holdUntil.Load()
 		u, kind := cool, RateLimitCoolDown
 		if hold > cool {
 			u, kind = hold, RateLimitHold
 		}
 		if u == 0 {
-			return nil
+			return w > 0, nil
 		}
 		now := t.cfg.clock.Now()
 		d := time.Duration(u - now.UnixNano())
@@ -305,14 +337,14 @@ func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) error {
 			s.coolUntil.CompareAndSwap(u, 0)
 			s.holdUntil.CompareAndSwap(u, 0)
 			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
-				return nil
+				return w > 0, nil
 			}
 			continue
 		}
-		if err := t.wait(req, kind, now, d, waited); err != nil {
-			return err
+		if err := t.wait(req, kind, now, d, w); err != nil {
+			return false, err
 		}
-		waited += d
+		w += d
 	}
 }
 
@@ -378,6 +410,7 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 				t.cfg.coolDownStarted(req, RateLimitCoolDown, now, until, resp)
 			}
 			tellLimiter(ctx, lim, until)
+			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
 			s.adaptive.throttled(now, sent, d)
@@ -395,9 +428,40 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 					t.cfg.coolDownStarted(req, RateLimitHold, now, until, resp)
 				}
 				tellLimiter(ctx, lim, until)
+				t.armRelease(s, lim, RateLimitHold, resp.Header, now)
 			}
 		}
 	}
+}
+
+// armRelease makes the requests held back by a pause of s leave, when it
+// ends, at the rate the server states in h (X-RateLimit-Limit requests by
+// X-RateLimit-Reset), one at a time. A scope paced already (by a bucket,
+// adaptive mode or a Limiter of yours) is left to that pacing; without the
+// headers the rate is unknown, and the requests go when the pause ends.
+func (t *RateLimitTransport) armRelease(s *scope, lim Limiter, kind RateLimitKind, h http.Header, now time.Time) {
+	if t.bucket != nil || s.keyBucket != nil || s.adaptive != nil || lim != nil {
+		return
+	}
+	if r := statedRate(h, now); r > 0 {
+		s.release.Store(&releaser{rate.NewLimiter(r, 1), kind})
+	}
+}
+
+// statedRate is the rate the X-RateLimit headers in h say the server
+// admits: X-RateLimit-Limit requests until X-RateLimit-Reset (at least a
+// second away, as Reset is in whole seconds). It is 0 without them.
+func statedRate(h http.Header, now time.Time) rate.Limit {
+	limit, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Ratelimit-Limit")))
+	if err != nil || limit <= 0 {
+		return 0
+	}
+	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64)
+	if err != nil {
+		return 0
+	}
+	d := max(time.Unix(reset, 0).Sub(now), time.Second)
+	return rate.Limit(float64(limit) / d.Seconds())
 }
 
 // maxCoolDown bounds the pauses the server can impose on the whole

@@ -129,8 +129,9 @@ type Settlement struct {
 // for WithVerifyAfter, from the verify endpoint (GET /payments/verify or
 // /transfers/reference/{ref}); else by sending the same request again with
 // the same key, which Spotflow answers without creating twice as long as it
-// is inside [IdempotencyWindow]. Entries still unsettled when the window
-// closes are reported as [OutcomeNeedsHuman].
+// is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
+// Entries still unsettled when the window closes are reported as
+// [OutcomeNeedsHuman].
 //
 // Every settled entry is reported once to the onSettle function, then
 // removed from the journal. An entry is claimed while it is being settled,
@@ -194,19 +195,23 @@ func NewReconciler(j Journal, base http.RoundTripper, authorize func(req *http.R
 }
 
 // WithVerifyAfter sets how long a [Reconciler] waits for a webhook about a
-// free entry before it asks the verify endpoint [DefaultVerifyAfter].
+// free entry before it asks the verify endpoint. The default is 5 s
+// ([DefaultVerifyAfter]). It panics if d is negative. Only [NewReconciler]
+// reads it.
 func WithVerifyAfter(d time.Duration) Option {
-	return optionFunc(func(cfg *config) { cfg.verifyAfter = max(d, 0) })
+	mustNotBeNegative("WithVerifyAfter", d)
+	return optionFunc(func(cfg *config) { cfg.verifyAfter = d })
 }
 
 // WithReconcileInterval sets how often [Reconciler.Run] looks at the
-// journal when no webhook wakes it [DefaultReconcileInterval].
+// journal when no webhook wakes it. The default is 1 s
+// ([DefaultReconcileInterval]). It panics if d is not positive. Only
+// [NewReconciler] reads it.
 func WithReconcileInterval(d time.Duration) Option {
-	return optionFunc(func(cfg *config) {
-		if d > 0 {
-			cfg.reconcileInterval = d
-		}
-	})
+	if d <= 0 {
+		invalid("WithReconcileInterval", "interval %v is not positive", d)
+	}
+	return optionFunc(func(cfg *config) { cfg.reconcileInterval = d })
 }
 
 // Observe gives the Reconciler what a webhook said about the resource with

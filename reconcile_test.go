@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+	"github.com/spotflow-go/spotflowhttp/webhook"
 )
 
 // reconcileFixture is a server, a journal and a fake clock shared by a
@@ -341,4 +343,44 @@ func TestNewReconcilerNeedsItsFunctions(t *testing.T) {
 // desc is a settlement in a line, for failure messages.
 func desc(s spotflowhttp.Settlement) string {
 	return fmt.Sprintf("%s by %s (key %s, reference %q, status %q, err %v)", s.Outcome, s.By, s.Entry.Key, s.Entry.Reference, s.Status, s.Err)
+}
+
+// TestReconcileBySignedWebhook: the simulator's signed webhook, verified by
+// the webhook package's Handler, settles the entry of a payment whose
+// connection reset after commit, without the reconciler asking Spotflow
+// anything; duplicate deliveries and a forged one change nothing.
+func TestReconcileBySignedWebhook(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit),
+		spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 1, BadSignature: 0.3}))
+	var rec *spotflowhttp.Reconciler
+	hooks, err := webhook.NewHandler(f.srv.WebhookSecret(), func(_ context.Context, ev webhook.Event) error {
+		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver := httptest.NewServer(hooks)
+	defer receiver.Close()
+	rec = f.reconciler(spotflowhttp.WithVerifyAfter(time.Hour)) // only a webhook can settle it in time
+	f.srv.SetWebhookURL(receiver.URL)
+
+	f.uncertain("/payments", payment("ord-1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.srv.WaitWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := f.srv.Stats().Requests
+	if left := f.once(rec); left != 0 {
+		t.Fatalf("%d left after the webhook", left)
+	}
+	s := f.only()
+	if s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByWebhook || s.Status != "successful" ||
+		!strings.Contains(string(s.Resource), `"reference":"ord-1"`) {
+		t.Errorf("settlement = %s; want created by webhook, successful", desc(s))
+	}
+	if n := f.srv.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests to Spotflow to settle what a webhook told", n)
+	}
 }

@@ -128,7 +128,8 @@ type RetryEvent struct {
 
 // WithOnRetry calls fn exactly once per retry, before the wait, with the
 // call's context (see [Observer] for what it holds and how fn must behave).
-// A later WithOnRetry replaces fn; use [WithObserver] for several.
+// A later WithOnRetry replaces fn; use [WithObserver] for several. Only
+// [RetryTransport] reads it.
 func WithOnRetry(fn func(context.Context, RetryEvent)) Option {
 	return optionFunc(func(cfg *config) { cfg.onRetry = fn })
 }
@@ -257,7 +258,13 @@ func (rt *retrier) dropPrevious() {
 // budgetOf is the retry budget of the call's host.
 func (rt *retrier) budgetOf() *retryBudget {
 	if rt.budget == nil {
-		rt.budget = rt.c.scopeIn(rt.t.cfg.scopes, rt.req).host.budget
+		c, reg := rt.c, rt.t.cfg.scopes
+		if c.scopes == reg && c.scope != nil {
+			// The rate-limit layer below looked up this attempt's scope.
+			rt.budget = c.scope.host.budget
+		} else {
+			rt.budget = c.scopeIn(reg, rt.req).host.budget
+		}
 	}
 	return rt.budget
 }
@@ -442,16 +449,8 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 // connErrorInfo tells of an error from the base transport whether the
 // request may have been sent, and whether trying again could help.
 func connErrorInfo(err error) (sent, transient bool) {
-	var (
-		certErr *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
-		alert   tls.AlertError
-	)
-	if errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) ||
-		errors.As(err, &invalid) || errors.As(err, &alert) {
-		return false, false // the handshake failed; it will fail again
+	if handshakeFailed(err) || refusedByNetHTTP(err) {
+		return false, false // it will fail again
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
@@ -477,6 +476,33 @@ func connErrorInfo(err error) (sent, transient bool) {
 		return true, true
 	}
 	return true, false // unknown: assume the worst, do not repeat
+}
+
+// handshakeFailed reports whether err is a TLS handshake's refusal: a
+// certificate not trusted, or an alert from the server.
+func handshakeFailed(err error) bool {
+	var (
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		alert   tls.AlertError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) ||
+		errors.As(err, &invalid) || errors.As(err, &alert)
+}
+
+// refusedByNetHTTP reports whether err is http.Transport's refusal of a
+// request it found invalid before sending anything. The errors are not
+// typed, so their messages (the same in Go 1.25 and 1.26) are read.
+func refusedByNetHTTP(err error) bool {
+	switch msg := err.Error(); msg {
+	case "http: nil Request.URL", "http: nil Request.Header", "http: no Host in request URL":
+		return true
+	default:
+		return strings.HasPrefix(msg, "net/http: invalid header ") || strings.HasPrefix(msg, "net/http: invalid trailer ") ||
+			strings.HasPrefix(msg, "net/http: invalid method ") || strings.HasPrefix(msg, "unsupported protocol scheme ")
+	}
 }
 
 // http2ErrorInfo tells of an error from net/http's HTTP/2 client whether the

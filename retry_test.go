@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -500,14 +499,9 @@ func TestUncertaintySticksToResponses(t *testing.T) {
 // lets its connection go before the retry: held open, it would deadlock the
 // next attempt with MaxConnsPerHost=1.
 func TestFailedResponseReleasedBeforeRetry(t *testing.T) {
-	var mu sync.Mutex
-	hits := 0
+	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits++
-		h := hits
-		mu.Unlock()
-		if h == 1 {
+		if hits.Add(1) == 1 {
 			w.WriteHeader(503)
 			io.WriteString(w, strings.Repeat("x", 100<<10))
 			return
@@ -524,12 +518,12 @@ func TestFailedResponseReleasedBeforeRetry(t *testing.T) {
 	start := time.Now()
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("after %v: %v (hits %d)", time.Since(start).Round(time.Millisecond), err, hits)
+		t.Fatalf("after %v: %v (hits %d)", time.Since(start).Round(time.Millisecond), err, hits.Load())
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
+	if resp.StatusCode != 200 || hits.Load() != 2 {
+		t.Fatalf("status %d after %d requests, want 200 after 2", resp.StatusCode, hits.Load())
 	}
 }
 

@@ -55,37 +55,48 @@ func TestRetryAfterFarAway(t *testing.T) {
 		{429, "99999999999999999999999"},
 		{503, "9223372037"}, // a second more than a Duration holds
 	} {
-		t.Run(fmt.Sprintf("%d %s", tt.status, tt.value), func(t *testing.T) {
-			clock := newFakeClock()
-			n := 0
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-				n++
-				h := http.Header{}
-				status := 200
-				if n == 1 {
-					status = tt.status
-					h.Set("Retry-After", tt.value)
+		for _, mode := range []struct {
+			name string
+			opts []spotflowhttp.Option
+		}{{"defaults", nil}, {"adaptive", []spotflowhttp.Option{spotflowhttp.WithAdaptiveRateLimit()}}} {
+			t.Run(fmt.Sprintf("%d %s %s", tt.status, tt.value, mode.name), func(t *testing.T) {
+				clock := newFakeClock()
+				n := 0
+				base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+					n++
+					h := http.Header{}
+					status := 200
+					if n == 1 {
+						status = tt.status
+						h.Set("Retry-After", tt.value)
+					}
+					return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+				})
+				tr := spotflowhttp.NewTransport(base, append(mode.opts, spotflowhttp.WithClock(clock))...)
+				resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+				if err != nil {
+					t.Fatal(err)
 				}
-				return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+				resp.Body.Close()
+				e := spotflowhttp.ErrorOf(resp)
+				if resp.StatusCode != tt.status || e == nil || e.Attempts != 1 || n != 1 || len(clock.Sleeps()) != 0 {
+					t.Fatalf("status %d, %v after %d requests and waits %v; want the %d back at once", resp.StatusCode, e, n, clock.Sleeps(), tt.status)
+				}
+				if e.RetryAfter <= spotflowhttp.DefaultMaxRetryAfter {
+					t.Errorf("RetryAfter = %v, want more than the cap", e.RetryAfter)
+				}
+				// Adaptive mode paces the next call a little (it has learned
+				// from the first), but far less than a second.
+				resp, err = tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+				var waited time.Duration
+				for _, d := range clock.Sleeps() {
+					waited += d
+				}
+				if err != nil || resp.StatusCode != 200 || n != 2 || waited > time.Second {
+					t.Fatalf("next call: %v, %v after %d requests and waits %v; want 200 at once", resp, err, n, clock.Sleeps())
+				}
+				resp.Body.Close()
 			})
-			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock))
-			resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			e := spotflowhttp.ErrorOf(resp)
-			if resp.StatusCode != tt.status || e == nil || e.Attempts != 1 || n != 1 || len(clock.Sleeps()) != 0 {
-				t.Fatalf("status %d, %v after %d requests and waits %v; want the %d back at once", resp.StatusCode, e, n, clock.Sleeps(), tt.status)
-			}
-			if e.RetryAfter <= spotflowhttp.DefaultMaxRetryAfter {
-				t.Errorf("RetryAfter = %v, want more than the cap", e.RetryAfter)
-			}
-			resp, err = tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
-			if err != nil || resp.StatusCode != 200 || n != 2 || len(clock.Sleeps()) != 0 {
-				t.Fatalf("next call: %v, %v after %d requests and waits %v; want 200 at once", resp, err, n, clock.Sleeps())
-			}
-			resp.Body.Close()
-		})
+		}
 	}
 }

@@ -31,6 +31,9 @@ type scope struct {
 	adaptive  *adaptiveLimiter      // WithAdaptiveRateLimit, nil if off
 
 	used atomic.Uint64 // the registry's tick at the last use, for eviction
+
+	// release spreads the requests a pause held back; nil when none wait.
+	release atomic.Pointer[releaser]
 }
 
 // hostScope is the state learned about one host.
@@ -275,13 +278,14 @@ func WithHosts(hosts ...string) Option {
 	return optionFunc(func(cfg *config) { cfg.hosts = append(cfg.hosts[:len(cfg.hosts):len(cfg.hosts)], list...) })
 }
 
-// covers reports whether req gets the policy (see WithHosts).
+// covers reports whether req gets the policy (see WithHosts). A request
+// without a URL is left to the base transport, which refuses it.
 func (cfg *config) covers(req *http.Request) bool {
-	if cfg.hosts == nil {
-		return true
-	}
 	if req.URL == nil {
 		return false
+	}
+	if cfg.hosts == nil {
+		return true
 	}
 	host := req.URL.Host
 	name := host

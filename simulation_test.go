@@ -145,12 +145,13 @@ type simServer struct {
 	rtt     time.Duration
 	headers bool
 
-	mu     sync.Mutex
-	step   int
-	tokens float64
-	last   time.Time
-	hits   []int // per second of the run, by arrival
-	r429   []int
+	mu       sync.Mutex
+	step     int
+	tokens   float64
+	last     time.Time
+	hits     []int // per second of the run, by arrival
+	r429     []int
+	arrivals []time.Time
 }
 
 func newSimServer(clock *simClock, rtt time.Duration, steps ...limitStep) *simServer {
@@ -181,6 +182,7 @@ func (s *simServer) serve(now time.Time) (int, http.Header) {
 		s.tokens = min(st.burst, s.tokens+now.Sub(s.last).Seconds()*st.rate)
 		s.last = now
 	}
+	s.arrivals = append(s.arrivals, now)
 	sec := int(at / time.Second)
 	for len(s.hits) <= sec {
 		s.hits, s.r429 = append(s.hits, 0), append(s.r429, 0)
@@ -211,6 +213,15 @@ func (s *simServer) rateHeaders(h http.Header, st limitStep, now time.Time) {
 	h.Set("X-RateLimit-Limit", strconv.Itoa(int(st.burst)))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(int(s.tokens)))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
+}
+
+// setTokens leaves n tokens in the bucket, as a burst from another client
+// would.
+func (s *simServer) setTokens(n float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = n
+	s.last = s.clock.Now()
 }
 
 // limitAt is the server's rate in the given second of the run.

@@ -50,7 +50,9 @@ func WithErrors() Option {
 // response (invalid_credentials, insufficient_balance, a 401 or 403): a
 // human has to act. fn gets the call's context (see [Observer] for what it
 // holds and how fn must behave) and runs before RoundTrip returns. A later
-// WithOnEscalate replaces fn; use [WithObserver] for several.
+// WithOnEscalate replaces fn; use [WithObserver] for several. The
+// outermost layer of a call reads it: [Transport], or [IdempotencyTransport]
+// or [RetryTransport] used alone.
 func WithOnEscalate(fn func(context.Context, *Error)) Option {
 	return optionFunc(func(cfg *config) { cfg.onEscalate = fn })
 }

@@ -10,7 +10,7 @@ require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-20261126072837-f4c3c1f10f05
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261126080545-7d1c6edb85a9
 	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0
 )
 
@@ -25,6 +25,7 @@ require (
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
 	github.com/influxdata/tdigest v0.0.1 // indirect
 	github.com/jarcoal/httpmock v1.4.2 // indirect
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
 	golang.org/x/time v0.15.0 // indirect
 )
 

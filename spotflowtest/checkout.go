@@ -71,11 +71,9 @@ func (s *Server) CompleteCheckout(reference string, successful bool) error {
 
 // checkout is a pending redirect-checkout payment.
 type checkout struct {
-	due        time.Time
-	seq        int // creation order, to break ties in due
+	scheduled
 	payment    int // index in s.payments
 	successful bool
-	slot       int // index in s.checkouts, kept by the heap
 }
 
 // scheduleCheckoutLocked decides how and when the customer of payment i
@@ -88,8 +86,7 @@ func (s *Server) scheduleCheckoutLocked(i int, now time.Time) {
 		delay += time.Duration(unit(hash64(s.cfg.seed, "checkout delay", ref, 0)) * float64(cfg.DelayJitter))
 	}
 	c := &checkout{
-		due:        now.Add(delay),
-		seq:        i,
+		scheduled:  scheduled{due: now.Add(delay), seq: uint64(i)},
 		payment:    i,
 		successful: unit(hash64(s.cfg.seed, "checkout outcome", ref, 0)) >= min(max(cfg.FailureRate, 0), 1),
 	}
@@ -158,31 +155,4 @@ func (s *Server) finishCheckoutLocked(c *checkout) {
 	delete(s.checkoutOf, c.payment)
 	s.stats.CheckoutsCompleted++
 	s.webhookEventLocked(event, false, c.payment)
-}
-
-// checkoutHeap orders pending checkouts by due time, then creation.
-type checkoutHeap []*checkout
-
-func (h checkoutHeap) Len() int { return len(h) }
-func (h checkoutHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h checkoutHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].slot, h[j].slot = i, j
-}
-func (h *checkoutHeap) Push(x any) {
-	c := x.(*checkout)
-	c.slot = len(*h)
-	*h = append(*h, c)
-}
-func (h *checkoutHeap) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return c
 }

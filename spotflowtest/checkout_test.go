@@ -263,3 +263,35 @@ func TestCompleteCheckout(t *testing.T) {
 		t.Errorf("a completed checkout changed: %q", got)
 	}
 }
+
+// Checkouts completed by hand out of due order leave the others to finish
+// on time, each once.
+func TestCompleteCheckoutOutOfOrder(t *testing.T) {
+	clock := newFakeClock()
+	h := newHarness(t, spotflowtest.WithClock(clock.Now),
+		spotflowtest.WithCheckout(spotflowtest.Checkout{Delay: time.Minute, DelayJitter: time.Minute}))
+	const n = 30
+	for i := range n {
+		h.do("POST", "/payments/initialize", checkoutBody(fmt.Sprint("c-", i)))
+	}
+	byHand := map[string]bool{}
+	for i := 3; i < n; i += 4 {
+		ref := fmt.Sprint("c-", i)
+		byHand[ref] = true
+		if err := h.s.CompleteCheckout(ref, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := h.s.Stats(); st.CheckoutsCompleted != len(byHand) {
+		t.Fatalf("CheckoutsCompleted = %d, want %d", st.CheckoutsCompleted, len(byHand))
+	}
+	clock.Advance(2 * time.Minute)
+	for _, p := range h.s.Payments() {
+		if want := map[bool]string{true: "failed", false: "successful"}[byHand[p.Reference]]; p.Status != want {
+			t.Errorf("%s: %q, want %q", p.Reference, p.Status, want)
+		}
+	}
+	if st := h.s.Stats(); st.CheckoutsCompleted != n {
+		t.Errorf("CheckoutsCompleted = %d, want %d", st.CheckoutsCompleted, n)
+	}
+}

@@ -1,22 +1,3 @@
-// Package spotflowtest simulates the Spotflow payments API in process, in the
-// spirit of net/http/httptest, so that code talking to Spotflow can be tested
-// against rate limits, server errors, proxy errors, connection resets and
-// outages without the network.
-//
-// [NewServer] starts a real HTTP server on 127.0.0.1. It keeps a ledger of
-// the payments and transfers it creates, enforces reference uniqueness and
-// Idempotency-Key semantics the way the API does, and injects the failures
-// described by [Faults], deterministically under a seed. Its inspection
-// methods ([Server.Payments], [Server.Charges], [Server.CountMetadata],
-// [Server.Stats], ...) let a test assert what the client really caused: for
-// example that a retried payment was charged once.
-//
-// For tests that mock the transport instead, [RateLimitExceeded],
-// [ConnectionReset], [ServerError] and their siblings return
-// [github.com/jarcoal/httpmock] responders that produce the same bodies.
-//
-// The package is an independent model of the server: it shares no code with
-// the client it is used to test, so it does not share the client's mistakes.
 package spotflowtest
 
 import (
@@ -117,9 +98,9 @@ type Server struct {
 	idempotency  map[string]*idempotencyRecord
 	payments     []Payment
 	transfers    []Transfer
-	paymentRefs  map[string]int // reference → index in payments
-	transferRefs map[string]int // reference → index in transfers
-	checkouts    checkoutHeap   // pending redirect checkouts, by due time
+	paymentRefs  map[string]int     // reference → index in payments
+	transferRefs map[string]int     // reference → index in transfers
+	checkouts    dueHeap[*checkout] // pending redirect checkouts, by due time
 	checkoutOf   map[int]*checkout
 	checkoutLoop bool // a goroutine completes checkouts for their webhooks
 	balance      int64

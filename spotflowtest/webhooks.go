@@ -2,6 +2,7 @@ package spotflowtest
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"crypto/hmac"
@@ -27,11 +28,13 @@ const (
 	EventTransferSuccessful = "transfer_successful"
 )
 
-// The Standard Webhooks headers of every delivery.
+// The Standard Webhooks headers of every delivery, and the other name
+// Spotflow's docs give the signature header (see [Webhooks] SignatureHeader).
 const (
-	HeaderWebhookID        = "webhook-id"
-	HeaderWebhookTimestamp = "webhook-timestamp"
-	HeaderWebhookSignature = "webhook-signature"
+	HeaderWebhookID         = "webhook-id"
+	HeaderWebhookTimestamp  = "webhook-timestamp"
+	HeaderWebhookSignature  = "webhook-signature"
+	HeaderSpotflowSignature = "x-spotflow-signature"
 )
 
 // Webhooks configures the webhooks a [Server] sends, as Spotflow does: a
@@ -69,6 +72,10 @@ type Webhooks struct {
 	// key. The default is a secret generated from the seed; see
 	// [Server.WebhookSecret].
 	Secret string
+	// SignatureHeader names the header that carries the signature. The
+	// default is [HeaderWebhookSignature]; Spotflow's docs also name
+	// [HeaderSpotflowSignature].
+	SignatureHeader string
 
 	// Delay is how long after an event its first delivery is sent. The
 	// default is 0.
@@ -96,8 +103,8 @@ type Webhooks struct {
 	Backoff time.Duration
 	// MaxBackoff caps the wait between tries. The default is 2 s.
 	MaxBackoff time.Duration
-	// Timeout bounds one try, from sending to the end of the answer's
-	// headers. The default is 5 s.
+	// Timeout bounds one try, reading the answer included. The default is
+	// 5 s.
 	Timeout time.Duration
 	// Concurrency bounds the deliveries in flight at once. The default
 	// is 4.
@@ -150,7 +157,8 @@ func (d Delivery) Delivered() bool {
 }
 
 // WebhookSecret returns the secret the server signs its webhooks with,
-// "whsec_" followed by base64, or "" when it sends none.
+// "whsec_" followed by base64, or "" when it sends none. It is safe for
+// concurrent use.
 func (s *Server) WebhookSecret() string {
 	if s.webhooks == nil {
 		return ""
@@ -233,11 +241,10 @@ type event struct {
 
 // delivery is one copy of an event on its way to the receiver.
 type delivery struct {
+	scheduled
 	ev      *event
 	copy    int
 	attempt int // tries made so far
-	due     time.Time
-	seq     uint64
 }
 
 // webhookSender delivers a server's webhooks. Its lock is taken after the
@@ -260,8 +267,8 @@ type webhookSender struct {
 	mu       sync.Mutex
 	url      string
 	closed   bool
-	outbox   []*delivery  // emitted, waiting for room in queue, in order
-	queue    deliveryHeap // scheduled, by due time
+	outbox   []*delivery        // emitted, waiting for room in queue, in order
+	queue    dueHeap[*delivery] // scheduled, by due time
 	inflight int
 	workers  int
 	seq      uint64
@@ -304,13 +311,14 @@ func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *we
 			panic("spotflowtest: WithWebhooks: Webhooks." + f.name + " is out of range")
 		}
 	}
-	cfg.HoldBack = cmpOr(cfg.HoldBack, defaultHoldBack)
-	cfg.MaxAttempts = cmpOr(cfg.MaxAttempts, defaultMaxAttempts)
-	cfg.Backoff = cmpOr(cfg.Backoff, defaultBackoff)
-	cfg.MaxBackoff = cmpOr(cfg.MaxBackoff, defaultMaxBackoff)
-	cfg.Timeout = cmpOr(cfg.Timeout, defaultTimeout)
-	cfg.Concurrency = cmpOr(cfg.Concurrency, defaultConcurrency)
-	cfg.QueueSize = cmpOr(cfg.QueueSize, defaultQueueSize)
+	cfg.HoldBack = cmp.Or(cfg.HoldBack, defaultHoldBack)
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, defaultMaxAttempts)
+	cfg.Backoff = cmp.Or(cfg.Backoff, defaultBackoff)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, defaultMaxBackoff)
+	cfg.Timeout = cmp.Or(cfg.Timeout, defaultTimeout)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, defaultConcurrency)
+	cfg.QueueSize = cmp.Or(cfg.QueueSize, defaultQueueSize)
+	cfg.SignatureHeader = cmp.Or(cfg.SignatureHeader, HeaderWebhookSignature)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -366,14 +374,6 @@ func decodeSecret(secret string) ([]byte, error) {
 	return key, nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // sign returns the webhook-signature value for the message.
 func sign(key []byte, id string, ts int64, body []byte) string {
 	m := hmac.New(sha256.New, key)
@@ -398,9 +398,9 @@ func (w *webhookSender) emit(ev *event) {
 	if w.closed {
 		return
 	}
-	w.push(&delivery{ev: ev, due: due})
+	w.push(&delivery{ev: ev, scheduled: scheduled{due: due}})
 	if unit(hash64(w.seed, "webhook duplicate", ev.id, 0)) < w.cfg.Duplicates {
-		w.push(&delivery{ev: ev, copy: 1, due: due.Add(w.cfg.Backoff)})
+		w.push(&delivery{ev: ev, copy: 1, scheduled: scheduled{due: due.Add(w.cfg.Backoff)}})
 	}
 	w.spawnLocked()
 }
@@ -518,7 +518,7 @@ func (w *webhookSender) send(d *delivery, url string) Delivery {
 	req.Header.Set("User-Agent", "spotflowtest-webhooks")
 	req.Header.Set(HeaderWebhookID, rec.ID)
 	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderWebhookSignature, sign(key, rec.ID, ts.Unix(), body))
+	req.Header.Set(w.cfg.SignatureHeader, sign(key, rec.ID, ts.Unix(), body))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		rec.Err = err
@@ -557,27 +557,6 @@ func (w *webhookSender) close() {
 	w.cancel()
 	w.wg.Wait()
 	w.tr.CloseIdleConnections()
-}
-
-// deliveryHeap orders deliveries by due time, then by when they were
-// emitted.
-type deliveryHeap []*delivery
-
-func (h deliveryHeap) Len() int { return len(h) }
-func (h deliveryHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h deliveryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *deliveryHeap) Push(x any)   { *h = append(*h, x.(*delivery)) }
-func (h *deliveryHeap) Pop() any {
-	old := *h
-	d := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return d
 }
 
 // webhookEventLocked emits the event of the payment or transfer at index i.

@@ -25,6 +25,7 @@ import (
 // hook is one webhook as the receiver got it.
 type hook struct {
 	id, timestamp, signature string
+	spotflowSignature        string
 	body                     []byte
 	at                       time.Time
 	Event                    string
@@ -64,6 +65,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		body:      body,
 		at:        time.Now(),
 	}
+	h.spotflowSignature = r.Header.Get("x-spotflow-signature")
 	if err := json.Unmarshal(body, &h); err != nil || r.Method != "POST" || r.Header.Get("Content-Type") != "application/json" {
 		rc.t.Errorf("webhook %s %q: %v, Content-Type %q", r.Method, body, err, r.Header.Get("Content-Type"))
 	}
@@ -205,6 +207,15 @@ func TestWebhookSecretOption(t *testing.T) {
 	if hk.signature != expectedSignature(mine, hk.id, hk.timestamp, hk.body) {
 		t.Error("not signed with the given secret")
 	}
+	// The signature under the other name Spotflow's docs give it.
+	rcx := newReceiver(t, nil)
+	hx := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rcx.srv.URL, SignatureHeader: spotflowtest.HeaderSpotflowSignature}))
+	hx.do("POST", "/payments", paymentBody("p", 1, "o"))
+	waitWebhooks(t, hx.s)
+	if r := rcx.got()[0]; r.signature != "" || r.spotflowSignature != expectedSignature(hx.s.WebhookSecret(), r.id, r.timestamp, r.body) {
+		t.Errorf("x-spotflow-signature %q, webhook-signature %q", r.spotflowSignature, r.signature)
+	}
+
 	for _, w := range []spotflowtest.Webhooks{{Secret: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, {Secret: "whsec_not base64!"}, {MaxAttempts: -1}, {Duplicates: 1.5}} {
 		func() {
 			defer func() {
@@ -313,7 +324,7 @@ func TestWebhookOutOfOrder(t *testing.T) {
 	if n := run(spotflowtest.Webhooks{}); n != 0 {
 		t.Errorf("in order: %d inversions, want 0", n)
 	}
-	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 300 * time.Millisecond}); n < 20 {
+	if n := run(spotflowtest.Webhooks{OutOfOrder: 1, HoldBack: 500 * time.Millisecond}); n < 20 {
 		t.Errorf("out of order: %d inversions of 190 pairs, want many", n)
 	}
 	// With room for one scheduled delivery, a held event holds up the
@@ -362,6 +373,22 @@ func TestWebhookRedeliveryAfterServerError(t *testing.T) {
 		if g1, g2 := ts[1].Sub(ts[0]), ts[2].Sub(ts[1]); g1 < backoff || g2 < 2*backoff {
 			t.Errorf("%s: tries %v then %v apart, want at least %v and %v", id, g1, g2, backoff, 2*backoff)
 		}
+	}
+}
+
+func TestWebhookDelay(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	rc := newReceiver(t, nil)
+	h := newHarness(t, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rc.srv.URL, Delay: delay}))
+	before := time.Now()
+	h.do("POST", "/payments", paymentBody("p", 1, "o"))
+	waitWebhooks(t, h.s)
+	got := rc.got()
+	if len(got) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(got))
+	}
+	if after := got[0].at.Sub(before); after < delay {
+		t.Errorf("the webhook came %v after the payment, want at least %v", after, delay)
 	}
 }
 
@@ -598,4 +625,42 @@ func TestWebhookCloseStopsEverything(t *testing.T) {
 	client.CloseIdleConnections()
 	rcv.Close()
 	goleak.VerifyNone(t, ignore)
+}
+
+// BenchmarkWebhooks measures a payment created and its webhook delivered
+// to a receiver on loopback, against the same payment without webhooks.
+func BenchmarkWebhooks(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("webhooks=%v", on), func(b *testing.B) {
+			rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			defer rcv.Close()
+			var opts []spotflowtest.Option
+			if on {
+				opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: rcv.URL}))
+			}
+			s := spotflowtest.NewServer(opts...)
+			defer s.Close()
+			client := s.Client()
+			b.ResetTimer()
+			for i := range b.N {
+				req, _ := http.NewRequest("POST", s.BaseURL()+"/payments", strings.NewReader(paymentBody(fmt.Sprint("p-", i), 1, "o")))
+				req.Header.Set("Authorization", "Bearer "+s.SecretKey())
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if err := s.WaitWebhooks(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if on && len(s.Deliveries()) != b.N {
+				b.Fatalf("%d deliveries for %d payments", len(s.Deliveries()), b.N)
+			}
+		})
+	}
 }

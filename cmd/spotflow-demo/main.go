@@ -8,7 +8,9 @@
 //	                 have: on an error or a 5xx, send a new request, up to 3
 //	                 more times, with no idempotency key
 //	(c) spotflowhttp the same client with Transport: spotflowhttp.NewTransport,
-//	                 pacing itself under the server's limit
+//	                 pacing itself under the server's limit, with a file
+//	                 journal and a Reconciler that settles every uncertain
+//	                 call (-crash: stopped half-way and restarted from it)
 //
 // Then it compares, from the simulator's ledger, what each way caused:
 // payments confirmed, charged twice, lost, or left unknown.
@@ -46,7 +48,7 @@ type config struct {
 	OutageAt time.Duration       // start of the outage, after the server starts
 	Outage   time.Duration       // length of the outage; 0 for none
 
-	ReconcileRounds int // how many times (c) re-sends an unresolved call at the end
+	Crash bool // stop (c) abruptly half-way and restart it from its journal
 }
 
 func defaultConfig() config {
@@ -66,9 +68,8 @@ func defaultConfig() config {
 			Latency:                 20 * time.Millisecond,
 			LatencyJitter:           40 * time.Millisecond,
 		},
-		OutageAt:        time.Second,
-		Outage:          500 * time.Millisecond,
-		ReconcileRounds: 5,
+		OutageAt: time.Second,
+		Outage:   500 * time.Millisecond,
 	}
 }
 
@@ -95,9 +96,13 @@ three times and compares what each client caused on the ledger:
 
 Each payment is POST /api/v1/payments with an amount, a currency, a customer
 email and metadata.order_id, and no reference of its own. In (c) each call's
-idempotency key is its order id, and calls that end with an uncertain outcome
-are resolved at the end by sending them again with the same key, as
-Spotflow's docs advise. Every column runs against a fresh simulator
+idempotency key is its order id, and each keyed call is written to a file
+journal (boltjournal) before it is sent; the calls that end with an uncertain
+outcome are settled at the end by a Reconciler: from a webhook, else the
+verify endpoint, else by sending them again with the same key, as Spotflow's
+docs advise. With -crash, (c) is stopped abruptly half-way (its transport
+and all it holds in memory dropped, the calls in flight abandoned) and
+restarted from its journal file. Every column runs against a fresh simulator
 with the same seed, so faults are reproducible; what depends on timing (429s,
 which requests fall in the outage) varies a little from run to run.
 
@@ -139,6 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.Faults.LatencyJitter, "jitter", cfg.Faults.LatencyJitter, "extra server latency, up to this much (deterministic per request)")
 	fs.DurationVar(&cfg.Outage, "outage", cfg.Outage, "length of an outage (every request answered 503); 0: none")
 	fs.DurationVar(&cfg.OutageAt, "outage-at", cfg.OutageAt, "start of the outage, measured from the start of each column")
+	fs.BoolVar(&cfg.Crash, "crash", cfg.Crash, "stop (c) abruptly half-way: drop its transport and all it holds in memory, reopen its journal file as a new process would, and go on")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -57,6 +57,15 @@ func (p *progress) start(phase string, total int, done *atomic.Int64) (stop func
 	}
 }
 
+// phase reports name once fn has returned, with how long it took.
+func (p *progress) phase(name string, fn func()) {
+	begin := time.Now()
+	fn()
+	if p != nil {
+		fmt.Fprintf(p.w, "%s: %.1fs\n", name, time.Since(begin).Seconds())
+	}
+}
+
 // printSetup describes the run and the columns.
 func printSetup(w io.Writer, cfg config) {
 	f := cfg.Faults
@@ -92,17 +101,21 @@ func printTable(w io.Writer, rs []result) {
 		{"confirmed", func(r result) string { return itoa(r.Confirmed) }},
 		{"failed (told: not charged)", func(r result) string { return itoa(r.Failed) }},
 		{"outcome unknown", func(r result) string { return itoa(r.Unknown) }},
-		{"  after reconcile", func(r result) string {
+		{"  in flight at the crash (-crash)", func(r result) string {
+			if r.Unresolved < 0 {
+				return "-"
+			}
+			return itoa(r.Crashed)
+		}},
+		{"  settled by webhook", settledBy(func(r result) int { return r.ByWebhook })},
+		{"  settled by verify", settledBy(func(r result) int { return r.ByVerify })},
+		{"  settled by re-send", settledBy(func(r result) int { return r.ByResend })},
+		{"  needs a human", settledBy(func(r result) int { return r.NeedsHuman })},
+		{"  unknown at the end", func(r result) string {
 			if r.Unresolved < 0 {
 				return fmt.Sprintf("%d (no key)", r.Unknown)
 			}
 			return itoa(r.Unresolved)
-		}},
-		{"  calls re-sent with their key", func(r result) string {
-			if r.Unresolved < 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%d (%d replayed)", r.Reconciled, r.Replayed)
 		}},
 		{"DUPLICATES CHARGED", func(r result) string { return itoa(r.Duplicates) }},
 		{"LOST", func(r result) string { return itoa(r.Lost) }},
@@ -139,6 +152,16 @@ func printTable(w io.Writer, rs []result) {
 		}
 	}
 	io.WriteString(w, b.String())
+}
+
+// settledBy is a cell of a reconciler's count: "-" for a column without one.
+func settledBy(n func(result) int) func(result) string {
+	return func(r result) string {
+		if r.Unresolved < 0 {
+			return "-"
+		}
+		return itoa(n(r))
+	}
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }

@@ -67,6 +67,7 @@ type outcome struct {
 	key       string // the idempotency key to resolve it with; "" if none
 	escalated bool   // a human must act (a 401, 403, insufficient_balance)
 	replayed  bool   // Spotflow answered with the success of an earlier attempt
+	crashed   bool   // in flight or not yet sent when the client crashed (-crash)
 	took      time.Duration
 }
 
@@ -76,20 +77,21 @@ type sender interface {
 	send(ctx context.Context, p payment) outcome
 }
 
-// resolver is a sender that can settle an unknown outcome after the fact.
-type resolver interface {
+// settler is a sender that can settle unknown outcomes after the fact.
+type settler interface {
 	sender
-	// resolve settles o, the outcome of sending p, and returns what is
-	// known after.
-	resolve(ctx context.Context, p payment, o outcome) outcome
+	// settle finds out what became of the payments whose outcome is
+	// unknown, updates outs, and counts in r how each was settled.
+	settle(ctx context.Context, payments []payment, outs []outcome, r *result)
 }
 
 // column is one contender: a heading, a description for the setup lines,
 // and how to make its sender over a base transport.
 type column struct {
-	Name  string
-	About func(cfg config) string
-	New   func(api target) sender
+	Name     string
+	About    func(cfg config) string
+	New      func(api target) sender
+	Webhooks bool // the simulator sends it webhooks
 }
 
 // target is where and how a sender sends: the simulator's API, its secret
@@ -99,6 +101,7 @@ type target struct {
 	Key     string
 	Base    http.RoundTripper
 	Cfg     config
+	Sim     *spotflowtest.Server
 }
 
 var columns = []column{
@@ -115,9 +118,10 @@ var columns = []column{
 		New: func(api target) sender { return naive{newPlain(api)} },
 	},
 	{
-		Name:  "(c) spotflowhttp",
-		About: protectedAbout,
-		New:   newProtected,
+		Name:     "(c) spotflowhttp",
+		About:    protectedAbout,
+		New:      newProtected,
+		Webhooks: true,
 	},
 }
 
@@ -130,8 +134,10 @@ type result struct {
 	Failed     int // told "not charged" by the end
 	Unknown    int // outcome unknown right after the run
 	Unresolved int // outcome still unknown at the end; -1 if the column cannot resolve
-	Reconciled int // calls sent again to resolve them
-	Replayed   int // of which Spotflow said the payment had been charged already
+	Crashed    int // calls in flight when the client was stopped abruptly (-crash)
+
+	// How the reconciler settled the outcomes it settled.
+	ByWebhook, ByVerify, ByResend, NeedsHuman int
 
 	Duplicates int // charges beyond the first, summed over orders
 	Lost       int // charged but not known to be, or confirmed but not charged
@@ -174,20 +180,33 @@ func (rn runner) column(col column) result {
 	if cfg.Rate > 0 {
 		opts = append(opts, spotflowtest.WithRateLimit(cfg.Rate, cfg.Burst))
 	}
+	if col.Webhooks {
+		// Signed, at least once: a few twice, a few late. No URL until
+		// the column's receiver is listening.
+		opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 0.05, OutOfOrder: 0.05}))
+	}
 	srv := spotflowtest.NewServer(opts...)
 	defer srv.Close()
 	base := newBase(cfg.Workers)
 	defer base.CloseIdleConnections()
 	w := &wire{base: base}
-	s := col.New(target{BaseURL: srv.BaseURL(), Key: srv.SecretKey(), Base: w, Cfg: cfg})
+	s := col.New(target{BaseURL: srv.BaseURL(), Key: srv.SecretKey(), Base: w, Cfg: cfg, Sim: srv})
+
+	if c, ok := s.(io.Closer); ok {
+		defer c.Close()
+	}
 
 	start := time.Now()
 	outs := make([]outcome, len(rn.payments))
-	rn.each(col.Name, indices(len(outs)), func(i int) {
-		outs[i] = s.send(context.Background(), rn.payments[i])
-	})
-
 	r := result{Name: col.Name, Asked: len(outs), Unresolved: -1}
+	if cr, ok := s.(crasher); ok && cfg.Crash {
+		rn.sendCrashing(col.Name, cr, outs, &r)
+	} else {
+		rn.each(col.Name, indices(len(outs)), func(i int) {
+			outs[i] = s.send(context.Background(), rn.payments[i])
+		})
+	}
+
 	took := make([]time.Duration, len(outs))
 	for i, o := range outs {
 		took[i] = o.took
@@ -196,8 +215,10 @@ func (rn runner) column(col column) result {
 		}
 	}
 	r.P50, r.P99 = percentile(took, 0.50), percentile(took, 0.99)
-	if rs, ok := s.(resolver); ok {
-		rn.reconcile(col.Name, rs, outs, &r)
+	if st, ok := s.(settler); ok {
+		rn.prog.phase(col.Name+": settling the unknown outcomes from the journal", func() {
+			st.settle(context.Background(), rn.payments, outs, &r)
+		})
 	}
 	r.Wall = time.Since(start)
 
@@ -209,37 +230,6 @@ func (rn runner) column(col column) result {
 	st := srv.Stats()
 	r.ServerRequests, r.ServerRateLimits = st.Requests, st.RateLimited
 	return r
-}
-
-// reconcile settles the unknown outcomes that carry a key, in up to
-// cfg.ReconcileRounds rounds, and counts what it did in r.
-func (rn runner) reconcile(name string, rs resolver, outs []outcome, r *result) {
-	var replayed atomic.Int64
-	for round := 1; round <= rn.cfg.ReconcileRounds; round++ {
-		var pending []int
-		for i, o := range outs {
-			if o.state == unknown && o.key != "" {
-				pending = append(pending, i)
-			}
-		}
-		if len(pending) == 0 {
-			break
-		}
-		r.Reconciled += len(pending)
-		rn.each(fmt.Sprintf("%s: resolving, round %d", name, round), pending, func(i int) {
-			outs[i] = rs.resolve(context.Background(), rn.payments[i], outs[i])
-			if outs[i].replayed {
-				replayed.Add(1)
-			}
-		})
-	}
-	r.Replayed = int(replayed.Load())
-	r.Unresolved = 0
-	for _, o := range outs {
-		if o.state == unknown {
-			r.Unresolved++
-		}
-	}
 }
 
 // each calls fn for every index in idx from cfg.Workers goroutines, and
@@ -377,21 +367,25 @@ func (s naive) send(ctx context.Context, p payment) outcome {
 	return o
 }
 
-// protected sends through spotflowhttp.NewTransport. Each payment's
-// idempotency key is its order id, so a call with an unknown outcome can be
-// resolved later, from anywhere, by sending it again with the same key.
+// protected sends through spotflowhttp.NewTransport with a file journal
+// (see journal.go). Each payment's idempotency key is its order id; a call
+// that ends uncertain is left to the journal, whose reconciler settles it.
 type protected struct {
 	plain
 	seen *reasons
+	jr   *journaled
 }
 
 func newProtected(api target) sender {
 	s := &protected{seen: newReasons()}
 	s.api = api
-	opts := append(protectedOptions(api.Cfg), spotflowhttp.WithObserver(s.seen.observer()))
-	s.client = &http.Client{Transport: spotflowhttp.NewTransport(api.Base, opts...)}
+	s.jr = openJournaled(api)
+	s.client = s.jr.client(s.seen)
 	return s
 }
+
+// Close removes the journal.
+func (s *protected) Close() error { return s.jr.close() }
 
 func (s *protected) reasons() string { return s.seen.String() }
 
@@ -425,21 +419,12 @@ func protectedAbout(cfg config) string {
 		opts += fmt.Sprintf(", WithRateLimit(%g, %d)", r, burst)
 	}
 	return "http.Client{Transport: spotflowhttp.NewTransport(base, " + opts + ")};\n" +
-		"                  key per payment: its order id (ContextWithIdempotencyKey); uncertain calls are sent again with their key at the end"
+		"                  with WithJournal(boltjournal file); key per payment: its order id (ContextWithIdempotencyKey);\n" +
+		"                  uncertain calls are settled by a Reconciler: webhook, else verify, else re-send with the key"
 }
 
 func (s *protected) send(ctx context.Context, p payment) outcome {
 	return s.sendKey(ctx, p, p.OrderID)
-}
-
-// resolve sends the payment again with the key of its first call, as
-// Spotflow's docs advise: if the first call charged, the answer is that
-// charge, replayed; if it did not, this call charges, once.
-func (s *protected) resolve(ctx context.Context, p payment, o outcome) outcome {
-	took := o.took
-	o = s.sendKey(ctx, p, o.key)
-	o.took = took
-	return o
 }
 
 func (s *protected) sendKey(ctx context.Context, p payment, key string) outcome {

@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/compare                  # outage only, a few seconds
 //	go run ./cmd/compare -limits -chaos   # everything, about two minutes
+//	go run ./cmd/compare -outage=false -adaptive  # adaptive pacing, fixed and changing limit, 80 s
 //	go run ./cmd/compare -outage=false -shared   # redislimit, 4 and 16 processes, about 90 s
 package main
 
@@ -26,6 +27,7 @@ func main() {
 	outage := flag.Bool("outage", true, "run the outage comparison")
 	limits := flag.Bool("limits", false, "run the rate-limit comparison (Duration per client)")
 	chaos := flag.Bool("chaos", false, "run the correctness comparison under injected faults")
+	adaptive := flag.Bool("adaptive", false, "run spotflowhttp's adaptive pacing against a fixed and a changing limit (80 s)")
 	n := flag.Int("n", 1000, "outage: sequential requests per client")
 	workers := flag.Int("workers", 16, "limits and chaos: concurrent workers")
 	duration := flag.Duration("duration", 20*time.Second, "limits: run time per client")
@@ -70,6 +72,14 @@ func main() {
 		check(err)
 		fmt.Printf("## Shared limit: processes sharing %d req/s (burst 2) through Redis, %d workers each, %s per run, counted after the first second\n\n%s\n",
 			*sharedRate, *sharedWorkers, *duration, bench.SharedLimitTable(res))
+	}
+	if *adaptive {
+		for _, cfg := range bench.AdaptiveScenarios() {
+			cfg.Workers = *workers
+			res, err := bench.Adaptive(ctx, cfg)
+			check(err)
+			fmt.Printf("## Adaptive pacing, %s: %d workers, 429 + Retry-After, no X-RateLimit headers\n\n%s\n%s\n", cfg.Name, cfg.Workers, res.Summary(), res.Curve())
+		}
 	}
 	if *chaos {
 		res, err := bench.Chaos(ctx, bench.ChaosConfig{Payments: *payments, Workers: *workers, Seed: *seed}, filter)

@@ -1,0 +1,170 @@
+package spotflowhttp_test
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
+)
+
+// When a pause ends, the requests it held back leave at the rate the
+// transport knows, spread, not as one burst: 100 of them wait on a 429's
+// Retry-After: 1 (or on X-RateLimit-Remaining: 0 until X-RateLimit-Reset)
+// from a server that then admits 10 req/s (a token bucket holding one
+// second's worth); at most 5 of them meet a second 429, and no 100 ms
+// holds more than 2 of them. The rate comes from the server's X-RateLimit
+// headers, from the adaptive estimate (learned over 10 s before), or from
+// the transport's own bucket. Without any of them the rate is unknown, and
+// the control shows what happens then: they go at once and most of them
+// meet a 429.
+func TestCoolDownRelease(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		headers bool
+		opts    []spotflowhttp.Option
+		learn   bool // call for 10 s before the pause
+		hold    bool // the pause is X-RateLimit-Remaining: 0, not a 429
+		max429  int
+		spread  bool
+	}{
+		{"429 with X-RateLimit headers", true, nil, false, false, 5, true},
+		{"X-RateLimit-Remaining 0", true, nil, false, true, 5, true},
+		{"adaptive estimate", false, []spotflowhttp.Option{spotflowhttp.WithAdaptiveRateLimit()}, true, false, 5, true},
+		{"token bucket", false, []spotflowhttp.Option{spotflowhttp.WithRateLimit(10, 1)}, false, false, 5, true},
+		{"nothing known (control)", false, nil, false, false, 100, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newSimClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			srv := newSimServer(clock, time.Millisecond, limitStep{0, 10, 10})
+			srv.headers = tt.headers
+			tr := spotflowhttp.NewTransport(srv, append([]spotflowhttp.Option{spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1)}, tt.opts...)...)
+			get := func() int {
+				req, _ := http.NewRequest("GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Error(err)
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			var pauseStart time.Time
+			var first int // arrivals before the waiters
+			got := make([]int, 100)
+			clock.Go(func() {
+				for start := clock.Now(); tt.learn && clock.Now().Sub(start) < 10*time.Second; {
+					get()
+				}
+				// Another client took the tokens: this request gets the last
+				// one (and Remaining: 0), or a 429.
+				want := http.StatusTooManyRequests
+				if tt.hold {
+					srv.setTokens(1)
+					want = http.StatusOK
+				} else {
+					srv.setTokens(0)
+				}
+				if code := get(); code != want {
+					t.Errorf("the request that should start the pause got %d, want %d", code, want)
+				}
+				pauseStart, first = clock.Now(), len(srv.arrivals)
+				for i := range got {
+					clock.Go(func() { got[i] = get() })
+				}
+			})
+			clock.Run()
+			second := 0
+			for _, code := range got {
+				if code == http.StatusTooManyRequests {
+					second++
+				}
+			}
+			waiters := srv.arrivals[first:]
+			t.Logf("%d of 100 met a second 429; they reached the server from %v to %v after the pause began",
+				second, waiters[0].Sub(pauseStart), waiters[len(waiters)-1].Sub(pauseStart))
+			if second > tt.max429 {
+				t.Errorf("%d of the 100 requests held back met a second 429, want at most %d", second, tt.max429)
+			}
+			for i := range waiters {
+				if j := i + 2; tt.spread && j < len(waiters) && waiters[j].Sub(waiters[i]) < 100*time.Millisecond {
+					t.Errorf("3 requests held back reached the server within %v after the pause, want them spread",
+						waiters[j].Sub(waiters[i]))
+					break
+				}
+			}
+		})
+	}
+}
+
+// The same over loopback, on the real clock, against spotflowtest (a token
+// bucket of 10 req/s holding 10, with its X-RateLimit headers): 20 requests
+// held back by a 429 leave spread when its cool-down ends, and at most one
+// meets a second 429. It takes 2 to 4 s of real time.
+func TestCoolDownReleaseOverLoopback(t *testing.T) {
+	srv := spotflowtest.NewServer(spotflowtest.WithRateLimit(10, 10))
+	defer srv.Close()
+	var mu sync.Mutex
+	var sent []time.Time
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithMaxAttempts(1))
+	get := func() int {
+		req, _ := http.NewRequest("GET", srv.BaseURL()+"/payments/verify?reference=r", nil)
+		req.Header.Set("Authorization", "Bearer "+srv.SecretKey())
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Spend the bucket until a 429 starts the cool-down.
+	for i := 0; i < 20 && get() != http.StatusTooManyRequests; i++ {
+	}
+	mu.Lock()
+	first := len(sent)
+	mu.Unlock()
+	var wg sync.WaitGroup
+	codes := make([]int, 20)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = get()
+		}()
+	}
+	wg.Wait()
+	second := 0
+	for _, c := range codes {
+		if c == http.StatusTooManyRequests {
+			second++
+		}
+	}
+	waiters := sent[first:]
+	slices.SortFunc(waiters, time.Time.Compare)
+	bunched := 0 // departures less than 50 ms after the one before
+	for i := 1; i < len(waiters); i++ {
+		if waiters[i].Sub(waiters[i-1]) < 50*time.Millisecond {
+			bunched++
+		}
+	}
+	t.Logf("%d of %d met a second 429; they left over %v, %d less than 50 ms after the one before",
+		second, len(codes), waiters[len(waiters)-1].Sub(waiters[0]), bunched)
+	if second > 1 {
+		t.Errorf("%d of %d requests held back met a second 429, want at most 1", second, len(codes))
+	}
+	if bunched > 2 {
+		t.Errorf("%d of %d requests held back left less than 50 ms after the one before, want them spread", bunched, len(codes))
+	}
+}
