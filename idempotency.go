@@ -175,6 +175,9 @@ func ReplayOf(resp *http.Response) bool {
 
 // RoundTrip implements [http.RoundTripper].
 func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.cfg.covers(req) {
+		return t.next.RoundTrip(req)
+	}
 	c, r, owner := begin(req, t.cfg)
 	resp, err := t.roundTrip(c, r)
 	if owner {

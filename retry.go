@@ -449,7 +449,7 @@ func (t *RetryTransport) repeatable(req *http.Request) bool {
 // connErrorInfo tells of an error from the base transport whether the
 // request may have been sent, and whether trying again could help.
 func connErrorInfo(err error) (sent, transient bool) {
-	if handshakeFailed(err) {
+	if handshakeFailed(err) || refusedByNetHTTP(err) {
 		return false, false // it will fail again
 	}
 	var dnsErr *net.DNSError
@@ -490,6 +490,19 @@ func handshakeFailed(err error) bool {
 	)
 	return errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) ||
 		errors.As(err, &invalid) || errors.As(err, &alert)
+}
+
+// refusedByNetHTTP reports whether err is http.Transport's refusal of a
+// request it found invalid before sending anything. The errors are not
+// typed, so their messages (the same in Go 1.25 and 1.26) are read.
+func refusedByNetHTTP(err error) bool {
+	switch msg := err.Error(); msg {
+	case "http: nil Request.URL", "http: nil Request.Header", "http: no Host in request URL":
+		return true
+	default:
+		return strings.HasPrefix(msg, "net/http: invalid header ") || strings.HasPrefix(msg, "net/http: invalid trailer ") ||
+			strings.HasPrefix(msg, "net/http: invalid method ") || strings.HasPrefix(msg, "unsupported protocol scheme ")
+	}
 }
 
 // http2ErrorInfo tells of an error from net/http's HTTP/2 client whether the

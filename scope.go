@@ -278,13 +278,14 @@ func WithHosts(hosts ...string) Option {
 	return optionFunc(func(cfg *config) { cfg.hosts = append(cfg.hosts[:len(cfg.hosts):len(cfg.hosts)], list...) })
 }
 
-// covers reports whether req gets the policy (see WithHosts).
+// covers reports whether req gets the policy (see WithHosts). A request
+// without a URL is left to the base transport, which refuses it.
 func (cfg *config) covers(req *http.Request) bool {
-	if cfg.hosts == nil {
-		return true
-	}
 	if req.URL == nil {
 		return false
+	}
+	if cfg.hosts == nil {
+		return true
 	}
 	host := req.URL.Host
 	name := host

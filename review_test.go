@@ -1,0 +1,112 @@
+package spotflowhttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/spotflow-go/spotflowhttp"
+)
+
+// A request without a URL is not the stack's to judge: whatever options
+// are set, it reaches the base transport, which refuses it, and nothing
+// panics, nothing is journaled, the body is closed.
+func TestNilURLRequestRefusedWithoutPanic(t *testing.T) {
+	observer := &spotflowhttp.Observer{
+		AttemptSent: func(context.Context, spotflowhttp.AttemptEvent) {},
+		CallDone:    func(context.Context, spotflowhttp.CallEvent) {},
+	}
+	for _, tc := range []struct {
+		name string
+		opt  spotflowhttp.Option
+	}{
+		{"logger", spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})))},
+		{"observer", spotflowhttp.WithObserver(observer)},
+		{"journal", spotflowhttp.WithJournal(spotflowhttp.NewMemoryJournal())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := newReadCloseCounter(strings.NewReader(`{}`))
+			req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", body)
+			req.URL = nil
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("RoundTrip panicked: %v", p)
+					}
+				}()
+				_, err = spotflowhttp.NewTransport(&http.Transport{}, tc.opt).RoundTrip(req)
+			}()
+			if err == nil {
+				t.Fatal("err = nil, want net/http's refusal")
+			}
+			if n := body.closes.Load(); n != 1 {
+				t.Errorf("request body closed %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// net/http refuses some requests before anything leaves (no host, a scheme
+// it does not speak, an invalid header or method, a nil Header): such a
+// call did not reach Spotflow, so it is not uncertain and its journal entry
+// does not stay pending.
+func TestRequestRefusedByNetHTTPIsNotUncertain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		method string
+		url    string
+		edit   func(*http.Request)
+	}{
+		{"no host", http.MethodPost, "https:///payments", nil},
+		{"unsupported scheme", http.MethodPost, "ftp://api.spotflow.co/payments", nil},
+		{"invalid header value", http.MethodPost, "https://api.spotflow.co/payments", func(r *http.Request) { r.Header.Set("X-Note", "a\nb") }},
+		{"invalid method", http.MethodPost, "https://api.spotflow.co/payments", func(r *http.Request) { r.Method = "PO ST" }},
+		{"nil header GET", http.MethodGet, "https://api.spotflow.co/payments/verify", func(r *http.Request) { r.Header = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := spotflowhttp.NewMemoryJournal()
+			req, _ := http.NewRequest(tc.method, tc.url, strings.NewReader(`{"amount":1}`))
+			if tc.edit != nil {
+				tc.edit(req)
+			}
+			tr := spotflowhttp.NewTransport(&http.Transport{}, spotflowhttp.WithJournal(j),
+				spotflowhttp.WithKeyMethods(http.MethodPost, "PO ST"), spotflowhttp.WithClock(newFakeClock()))
+			_, err := tr.RoundTrip(req)
+			var e *spotflowhttp.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want an *Error", err)
+			}
+			if e.Uncertain {
+				t.Errorf("Uncertain for a request net/http never sent: %v", e)
+			}
+			if p, _ := j.Pending(context.Background()); len(p) != 0 {
+				t.Errorf("%d journal entries left pending, want 0", len(p))
+			}
+		})
+	}
+}
+
+// WithHosts is read by every layer: the idempotency layer used alone gives
+// no key to a request for another host.
+func TestIdempotencyLayerAloneKeepsToWithHosts(t *testing.T) {
+	var got http.Header
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewIdempotencyTransport(base, spotflowhttp.WithHosts("api.spotflow.co"))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.other.example/orders", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if k := got.Get(spotflowhttp.IdempotencyKeyHeader); k != "" {
+		t.Errorf("request for another host got key %q", k)
+	}
+}
