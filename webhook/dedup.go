@@ -66,8 +66,8 @@ const (
 	// which spread over a day or so (Svix's last retry comes about 28
 	// hours after the first attempt).
 	DefaultRetention = 24 * time.Hour
-	// DefaultMaxIDs bounds the memory of a MemoryDedup to a few megabytes
-	// (about 100 bytes an id, with ids of 30 bytes).
+	// DefaultMaxIDs bounds the memory of a MemoryDedup to about 12 MB:
+	// 118 bytes an id of 31 bytes, as BenchmarkMemoryDedup measures.
 	DefaultMaxIDs = 100_000
 )
 
@@ -107,7 +107,7 @@ type memoryEntry struct {
 
 type expiry struct {
 	id string
-	at time.Time
+	at int64 // Unix nanoseconds, which hold until 2262
 }
 
 // Claim implements [Dedup]. It waits for a claim held by another delivery,
@@ -129,10 +129,11 @@ func (d *MemoryDedup) Claim(ctx context.Context, id string) (ClaimState, string,
 		case e.processed:
 			return Processed, "", nil
 		}
+		done := e.done // Commit clears the field
 		d.waiting++
 		d.mu.Unlock()
 		select {
-		case <-e.done:
+		case <-done:
 		case <-ctx.Done():
 		}
 		d.mu.Lock()
@@ -153,7 +154,8 @@ func (d *MemoryDedup) Commit(_ context.Context, id, token string) error {
 	}
 	e.processed = true
 	close(e.done)
-	d.order = append(d.order, expiry{id: id, at: d.now().Add(d.retention())})
+	e.done = nil // the waiters have their copy; a processed id needs none
+	d.order = append(d.order, expiry{id: id, at: d.now().Add(d.retention()).UnixNano()})
 	d.expire()
 	return nil
 }
@@ -182,14 +184,14 @@ func (d *MemoryDedup) held(id, token string) *memoryEntry {
 // expire forgets the processed ids past their retention, and the oldest
 // beyond MaxIDs. The caller holds d.mu.
 func (d *MemoryDedup) expire() {
-	now := d.now()
+	now := d.now().UnixNano()
 	maxIDs := d.MaxIDs
 	if maxIDs <= 0 {
 		maxIDs = DefaultMaxIDs
 	}
 	for d.head < len(d.order) {
 		x := d.order[d.head]
-		if now.Before(x.at) && len(d.order)-d.head <= maxIDs {
+		if now < x.at && len(d.order)-d.head <= maxIDs {
 			break
 		}
 		// An id is popped here before it can be claimed again, so the

@@ -8,7 +8,10 @@
 // x-spotflow-signature; either is accepted), the signature being
 // "v1,<base64 HMAC-SHA256 of id.timestamp.body>" under a secret written
 // "whsec_<base64>". The signature is checked by the specification's
-// reference library, github.com/standard-webhooks/standard-webhooks/libraries.
+// reference library, github.com/standard-webhooks/standard-webhooks/libraries;
+// the timestamp is checked here instead, against [WithTolerance] and
+// [WithClock], since the library's check is fixed to 5 minutes of
+// time.Now.
 //
 //	h, err := webhook.NewHandler(os.Getenv("SPOTFLOW_WEBHOOK_SECRET"),
 //		func(ctx context.Context, ev webhook.Event) error {

@@ -41,8 +41,9 @@ const retryAfter = "10"
 //
 // A Handler is safe for concurrent use by multiple goroutines, as
 // [http.Server] uses it; its function is called from the goroutine serving
-// the delivery, concurrently for deliveries of different ids, never
-// concurrently for one id. A Handler starts no goroutines.
+// the delivery, concurrently for deliveries of different ids, and never
+// concurrently for one id while its [Dedup] claim holds (a [MemoryDedup]
+// claim holds until the function returns). A Handler starts no goroutines.
 type Handler struct {
 	verifiers []*standardwebhooks.Webhook
 	fn        func(context.Context, Event) error
