@@ -113,8 +113,9 @@ func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
 // token bucket admits its rate times the time between two moments its
 // bank was empty), paces 3 % above it, and after 7 s of traffic without a
 // 429 doubles the pace every second until the next 429, so that a limit
-// that went up is found within seconds. Each host and credential learns
-// on its own. See [WithAdaptiveCeiling]. Only [RateLimitTransport] reads
+// that went up is found within seconds. X-RateLimit-Remaining 0 counts as
+// a 429 that was not sent (the server's bank is empty). Each host and
+// credential learns on its own. See [WithAdaptiveCeiling]. Only [RateLimitTransport] reads
 // it.
 func WithAdaptiveRateLimit() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
@@ -429,6 +430,16 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 				}
 				tellLimiter(ctx, lim, until)
 				t.armRelease(s, lim, RateLimitHold, resp.Header, now)
+				if s.adaptive != nil {
+					if resp.StatusCode != http.StatusTooManyRequests {
+						// The bank is empty, as a 429 would say, without
+						// the 429: a sample of the rate, the end of a probe.
+						s.adaptive.throttled(now, sent, until.Sub(now))
+					}
+					if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+						s.adaptive.refills(until, limit)
+					}
+				}
 			}
 		}
 	}

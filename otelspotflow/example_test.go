@@ -91,7 +91,11 @@ func Example() {
 	for _, m := range rm.ScopeMetrics[0].Metrics {
 		switch d := m.Data.(type) {
 		case metricdata.Histogram[float64]:
-			fmt.Printf("metric: %s %g%s\n", m.Name, d.DataPoints[0].Sum, m.Unit)
+			p := d.DataPoints[0]
+			// The SDK keeps exemplars from sampled spans in the context:
+			// the measurement links to the call's trace.
+			linked := len(p.Exemplars) > 0 && bytes.Equal(p.Exemplars[0].TraceID, traceID(span))
+			fmt.Printf("metric: %s %g%s (exemplar in the span's trace: %t)\n", m.Name, p.Sum, m.Unit, linked)
 		case metricdata.Histogram[int64]:
 			fmt.Printf("metric: %s %d\n", m.Name, d.DataPoints[0].Sum)
 		case metricdata.Sum[int64]:
@@ -106,10 +110,15 @@ func Example() {
 	// Output:
 	// status: 201 attempts: 2
 	// span: HTTP POST
-	// metric: spotflow.client.call.duration 2s
+	// metric: spotflow.client.call.duration 2s (exemplar in the span's trace: true)
 	// metric: spotflow.client.call.attempts 2
 	// metric: spotflow.client.retries 1 (server_error)
 	// log: level=DEBUG msg="spotflow: retry" method=POST path=/api/v1/payments attempt=1 reason=server_error wait=2s status=503 code="" key="<the key>" error=<nil> trace_id=<the span's trace>
+}
+
+func traceID(s sdktrace.ReadOnlySpan) []byte {
+	id := s.SpanContext().TraceID()
+	return id[:]
 }
 
 // dropTime keeps the example's output the same from run to run.

@@ -23,7 +23,7 @@
 //	spotflow.client.retries.stopped          counter, {call}       by spotflow.retry.stop_reason
 //	spotflow.client.ratelimit.wait.duration  histogram, s          by spotflow.ratelimit.kind
 //	spotflow.client.ratelimit.refusals       counter, {request}    by spotflow.ratelimit.kind
-//	spotflow.client.retry_budget.available   gauge, {retry}        after every call that has a budget
+//	spotflow.client.retry_budget.available   gauge, {retry}        by host (the first 1,024), as the last call left it
 //
 // Every measurement carries http.request.method (one of the methods HTTP
 // defines, else _OTHER), server.address and server.port (when the URL has
@@ -37,7 +37,9 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,7 +101,7 @@ func NewObserver(mp metric.MeterProvider) (*spotflowhttp.Observer, error) {
 		return nil, errors.New("otelspotflow: nil MeterProvider")
 	}
 	m := mp.Meter(ScopeName)
-	var r recorder
+	r := new(recorder)
 	var errs [7]error
 	r.callDuration, errs[0] = m.Float64Histogram("spotflow.client.call.duration",
 		metric.WithUnit("s"),
@@ -122,9 +124,12 @@ func NewObserver(mp metric.MeterProvider) (*spotflowhttp.Observer, error) {
 	r.refusals, errs[5] = m.Int64Counter("spotflow.client.ratelimit.refusals",
 		metric.WithUnit("{request}"),
 		metric.WithDescription("Requests the client-side rate limiter refused to send, by what held them."))
-	r.budget, errs[6] = m.Float64Gauge("spotflow.client.retry_budget.available",
+	// The budget is a level: an asynchronous gauge reads it when metrics
+	// are collected, so a call only stores it.
+	r.budget, errs[6] = m.Float64ObservableGauge("spotflow.client.retry_budget.available",
 		metric.WithUnit("{retry}"),
-		metric.WithDescription("Retries left in the retry budget of a host, as of the last call that ended."))
+		metric.WithDescription("Retries left in the retry budget of a host, as of the last call to it that ended."),
+		metric.WithFloat64Callback(r.observeBudgets))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -144,14 +149,28 @@ type recorder struct {
 	stopped      metric.Int64Counter
 	waits        metric.Float64Histogram
 	refusals     metric.Int64Counter
-	budget       metric.Float64Gauge
+	budget       metric.Float64ObservableGauge
 
-	// Every call records with the attributes of its kind of call, and of
-	// its host for the budget: building a set sorts and allocates, so the
-	// sets are kept, in maps that are copied on write (rare: the keys are
-	// as bounded as the attributes) and read without a lock.
-	calls cache[callKey]
-	hosts cache[string]
+	// Every call records with the attributes of its kind of call, and
+	// stores the budget of its host: building an attribute set sorts and
+	// allocates, so the sets are kept, in maps that are copied on write
+	// (rarely: the keys are as bounded as the attributes) and read without
+	// a lock.
+	calls cache[callKey, []metric.RecordOption]
+	hosts cache[string, *host]
+}
+
+// host is the budget of one host, as the last call to it that ended saw it.
+type host struct {
+	attrs  metric.MeasurementOption
+	budget atomic.Uint64 // math.Float64bits
+}
+
+func (r *recorder) observeBudgets(_ context.Context, o metric.Float64Observer) error {
+	for _, h := range r.hosts.all() {
+		o.Observe(math.Float64frombits(h.budget.Load()), h.attrs)
+	}
+	return nil
 }
 
 type callKey struct {
@@ -162,59 +181,74 @@ type callKey struct {
 }
 
 func (r *recorder) callDone(ctx context.Context, ev spotflowhttp.CallEvent) {
-	o := r.calls.get(callKey{ev.Method, ev.Host, ev.Category, ev.Outcome, ev.StatusCode}, func() []attribute.KeyValue {
+	o := r.calls.get(callKey{ev.Method, ev.Host, ev.Category, ev.Outcome, ev.StatusCode}, func() []metric.RecordOption {
 		attrs := append(request(ev.RequestInfo, 3),
 			CategoryKey.String(ev.Category.String()), OutcomeKey.String(string(ev.Outcome)))
 		if ev.StatusCode != 0 {
 			attrs = append(attrs, statusKey.Int(ev.StatusCode))
 		}
-		return attrs
+		return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 	})
 	r.callDuration.Record(ctx, ev.Duration.Seconds(), o...)
 	r.callAttempts.Record(ctx, int64(ev.Attempts), o...)
 	if ev.RetryBudget >= 0 {
-		h := r.hosts.get(ev.Host, func() []attribute.KeyValue { return server(ev.Host, nil) })
-		r.budget.Record(ctx, ev.RetryBudget, h...)
+		h := r.hosts.get(ev.Host, func() *host {
+			return &host{attrs: metric.WithAttributeSet(attribute.NewSet(server(ev.Host, nil)...))}
+		})
+		h.budget.Store(math.Float64bits(ev.RetryBudget))
 	}
 }
 
-// cache keeps the options of each attribute set it was asked for, up to
-// maxCached; past that it builds them afresh each time. The options are a
-// slice so that passing them costs no allocation.
-type cache[K comparable] struct {
-	m  atomic.Pointer[map[K][]metric.RecordOption]
+// cache keeps the value made for each key, up to maxCached keys; past
+// that it makes them afresh each time (and all does not list them).
+type cache[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
 	mu sync.Mutex // serializes writers
 }
 
 const maxCached = 1024
 
-func (c *cache[K]) get(k K, attrs func() []attribute.KeyValue) []metric.RecordOption {
+func (c *cache[K, V]) get(k K, mk func() V) V {
 	if m := c.m.Load(); m != nil {
-		if o, ok := (*m)[k]; ok {
-			return o
+		if v, ok := (*m)[k]; ok {
+			return v
 		}
 	}
-	o := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs()...))}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
-	if old != nil && len(*old) >= maxCached {
-		return o
-	}
-	m := make(map[K][]metric.RecordOption, 1+lenOf(old))
 	if old != nil {
-		maps.Copy(m, *old)
+		if v, ok := (*old)[k]; ok {
+			return v // made by another goroutine meanwhile
+		}
+		if len(*old) >= maxCached {
+			return mk()
+		}
 	}
-	m[k] = o
+	v := mk()
+	m := maps.Clone(derefOr(old))
+	if m == nil {
+		m = map[K]V{}
+	}
+	m[k] = v
 	c.m.Store(&m)
-	return o
+	return v
 }
 
-func lenOf[K comparable, V any](m *map[K]V) int {
+// all returns the cached values.
+func (c *cache[K, V]) all() []V {
+	m := c.m.Load()
 	if m == nil {
-		return 0
+		return nil
 	}
-	return len(*m)
+	return slices.Collect(maps.Values(*m))
+}
+
+func derefOr[K comparable, V any](m *map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	return *m
 }
 
 func (r *recorder) retryScheduled(ctx context.Context, ev spotflowhttp.RetryEvent) {
