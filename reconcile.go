@@ -53,8 +53,8 @@ const (
 	// with its key, was refused for good; it is safe to create anew.
 	OutcomeNotCreated
 	// OutcomeNeedsHuman: the outcome could not be established within
-	// Spotflow's idempotency window, or the answer needs a person (a
-	// conflicting key, a credential refused); Settlement.Err says why.
+	// Spotflow's idempotency window, or the answer needs a person (the
+	// key bound to another request); Settlement.Err says why.
 	OutcomeNeedsHuman
 )
 
@@ -397,10 +397,13 @@ func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settl
 	case ae.Category == CategoryTreatAsSuccess:
 		s.Outcome = OutcomeCreated
 		return s, true
-	case ae.Category == CategoryEscalate && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden),
-		ae.StatusCode == http.StatusConflict, ae.StatusCode == http.StatusUnprocessableEntity:
-		// Our credential was refused, or the key is bound to another
-		// request: this says nothing of the original create.
+	case ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden:
+		// Our credential was refused: that says nothing of the create,
+		// which waits for a working credential (or the window's end).
+		r.warn("spotflow: reconciler: credential refused; the entry stays pending", e, ae)
+		return s, false
+	case ae.StatusCode == http.StatusConflict || ae.StatusCode == http.StatusUnprocessableEntity:
+		// The key is bound to another request: a person must look.
 		s.Outcome, s.Err = OutcomeNeedsHuman, ae
 		return s, true
 	}
