@@ -418,6 +418,9 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
+			if d > maxCoolDown {
+				d = 0 // not obeyed, so not the end of this congestion either
+			}
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {
