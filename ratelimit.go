@@ -229,12 +229,15 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 	if err := ctx.Err(); err != nil {
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
+	var waited time.Duration // on pauses, which the cap bounds as a whole
 	for {
-		waited, err := t.waitPauses(req, s)
+		w, err := t.waitPauses(req, s, waited)
 		if err != nil {
 			return err
 		}
-		if err := t.release(req, s, waited); err != nil {
+		paused := w > waited
+		waited = w
+		if err := t.release(req, s, paused); err != nil {
 			return err
 		}
 		if err := t.pace(req, s, lim); err != nil {
@@ -318,18 +321,19 @@ func (t *RateLimitTransport) paused(s *scope) bool {
 	return u != 0 && u > t.cfg.clock.Now().UnixNano()
 }
 
-// waitPauses waits out the scope's cool-down and hold. A 429 to another
-// request may extend them while this one waits: look again after each wait.
-// The cap bounds the whole wait.
-func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited bool, err error) {
-	for w := time.Duration(0); ; {
+// waitPauses waits out the scope's cool-down and hold, for a request that
+// has waited w on pauses already, and returns its whole wait on them. A 429
+// to another request may extend them while this one waits: look again after
+// each wait. The cap bounds the whole wait.
+func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope, w time.Duration) (waited time.Duration, err error) {
+	for {
 		cool, hold := s.coolUntil.Load(), s.holdUntil.Load()
 		u, kind := cool, RateLimitCoolDown
 		if hold > cool {
 			u, kind = hold, RateLimitHold
 		}
 		if u == 0 {
-			return w > 0, nil
+			return w, nil
 		}
 		now := t.cfg.clock.Now()
 		d := time.Duration(u - now.UnixNano())
@@ -338,12 +342,12 @@ func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited boo
 			s.coolUntil.CompareAndSwap(u, 0)
 			s.holdUntil.CompareAndSwap(u, 0)
 			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
-				return w > 0, nil
+				return w, nil
 			}
 			continue
 		}
 		if err := t.wait(req, kind, now, d, w); err != nil {
-			return false, err
+			return w, err
 		}
 		w += d
 	}
