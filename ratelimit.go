@@ -138,10 +138,10 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 // states (X-RateLimit-Limit requests until X-RateLimit-Reset), or at the
 // pace of the limiters below, rather than all at once; without either the
 // rate is unknown and they go when it ends. Optionally: a token
-// bucket (WithRateLimit and the presets), a bucket per key at its preset
-// (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
-// credential with WithLimiterFunc), and adaptive pacing per credential
-// (WithAdaptiveRateLimit).
+// bucket ([WithRateLimit] and the presets), a bucket per key at its preset
+// ([WithRateLimitByKey]), a [Limiter] of yours ([WithLimiter], or one per
+// credential with [WithLimiterFunc]), and adaptive pacing per credential
+// ([WithAdaptiveRateLimit]).
 //
 // No request waits past its context's deadline, longer than the retry cap
 // ([WithMaxRetryAfter]) for a cool-down or hold (counted over the whole
@@ -163,8 +163,8 @@ type RateLimitTransport struct {
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
 
 // NewRateLimitTransport returns the rate-limit layer alone on top of base
-// (nil means http.DefaultTransport). Put it below the retry layer, as
-// NewTransport does, so that every attempt pays for a token.
+// (nil means [http.DefaultTransport]). Put it below the retry layer, as
+// [NewTransport] does, so that every attempt pays for a token.
 func NewRateLimitTransport(base http.RoundTripper, opts ...Option) *RateLimitTransport {
 	return newRateLimitTransport(base, newConfig(opts))
 }
@@ -183,7 +183,7 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	return t
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
