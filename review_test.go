@@ -137,3 +137,62 @@ func TestJournalEntryKeepsNoURLCredential(t *testing.T) {
 		t.Errorf("entry URL %q, want https://api.spotflow.co/payments", p[0].URL)
 	}
 }
+
+// failingBody is a request or response body whose every read fails.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("disk gone") }
+func (failingBody) Close() error             { return nil }
+
+// WithReference reads the body before anything is sent; if that read
+// fails, nothing is sent: the call fails at once, certain, with the read
+// error, and leaves no journal entry.
+func TestReferenceBodyReadErrorSendsNothing(t *testing.T) {
+	j := spotflowhttp.NewMemoryJournal()
+	sent := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent++
+		_, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithReference("reference"),
+		spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", failingBody{})
+	req.GetBody = func() (io.ReadCloser, error) { return failingBody{}, nil }
+	req.ContentLength = 10
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v, want an *Error", err)
+	}
+	if sent != 0 || e.Uncertain || e.Attempts != 0 || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("sent %d times, err %v; want nothing sent, 0 attempts, not uncertain, the read error", sent, err)
+	}
+	if p, _ := j.Pending(context.Background()); len(p) != 0 {
+		t.Errorf("%d journal entries pending, want 0", len(p))
+	}
+}
+
+// The idempotency layer used alone, resolving duplicates, gives a 2xx
+// whose body WithResponseCheck could not read as the call's error, as the
+// whole stack does, not as a response with a dead body and err == nil.
+func TestIdempotencyLayerAloneCheckReadErrorIsTheError(t *testing.T) {
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Body: io.NopCloser(io.MultiReader(strings.NewReader("{"), failingBody{})), Request: r}, nil
+	})
+	tr := spotflowhttp.NewIdempotencyTransport(base, spotflowhttp.WithResolveDuplicates(),
+		spotflowhttp.WithResponseCheck(func(*http.Response, []byte) *spotflowhttp.Error { return nil }))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	var e *spotflowhttp.Error
+	if resp != nil || !errors.As(err, &e) || !e.Uncertain || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("resp %v, err %v; want no response and an uncertain *Error with the read error", resp != nil, err)
+	}
+}
