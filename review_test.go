@@ -196,3 +196,40 @@ func TestIdempotencyLayerAloneCheckReadErrorIsTheError(t *testing.T) {
 		t.Errorf("resp %v, err %v; want no response and an uncertain *Error with the read error", resp != nil, err)
 	}
 }
+
+// net/http's HTTP/2 client fails the first stream of a connection whose
+// GOAWAY carries an error code and a last stream id below it: the server
+// never took the stream, so the request was never processed. It is
+// retried for any method and is not uncertain.
+func TestHTTP2GoAwayWithErrorCodeOnFirstStreamIsNeverSent(t *testing.T) {
+	goAway := errors.New("http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM")
+	attempts := 0
+	base := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		if attempts++; attempts == 1 {
+			return nil, goAway
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+	})
+	// Without a key or reference, a POST that may have been sent is not
+	// repeated.
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods())
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/p", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil || attempts != 2 {
+		t.Fatalf("%v after %d attempts; want a retry to the 200", err, attempts)
+	}
+	resp.Body.Close()
+
+	tr = spotflowhttp.NewTransport(roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return nil, goAway
+	}), spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithMaxAttempts(2))
+	req, _ = http.NewRequest(http.MethodPost, "https://api.spotflow.co/p", strings.NewReader(`{}`))
+	_, err = tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || e.Uncertain || e.Attempts != 2 {
+		t.Fatalf("%v; want a certain connection error after 2 attempts", err)
+	}
+}
