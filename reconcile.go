@@ -86,7 +86,7 @@ const (
 	// inside the idempotency window, got a certain answer.
 	SettledByResend
 	// SettledByExpiry: nothing settled the entry before the idempotency
-	// window closed.
+	// window closed, or nothing ever can (an entry without a body).
 	SettledByExpiry
 )
 
@@ -128,12 +128,14 @@ type Settlement struct {
 // uncertain, and calls of processes that died mid-call. For each entry, in
 // this order, it takes the outcome from a webhook about the entry's
 // reference (see [Reconciler.Observe]); else, once the entry has been free
-// for WithVerifyAfter, from the verify endpoint (GET /payments/verify or
+// for [WithVerifyAfter], from the verify endpoint (GET /payments/verify or
 // /transfers/reference/{ref}); else by sending the same request again with
 // the same key, which Spotflow answers without creating twice as long as it
 // is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
 // Entries still unsettled when the window closes are reported as
-// [OutcomeNeedsHuman].
+// [OutcomeNeedsHuman]. An answer that says nothing of the entry (a 5xx, a
+// connection error, a 429, a 401 or 403 to the Reconciler's credential)
+// leaves it pending, to be tried again after another WithVerifyAfter.
 //
 // Every settled entry is reported once to the onSettle function, then
 // removed from the journal. An entry is claimed while it is being settled,
@@ -178,7 +180,7 @@ type observation struct {
 // the Reconciler sends for entry e, from wherever the caller keeps it; use
 // e.Account (see [ContextWithAccount]) to pick a merchant's. An error from it
 // leaves the entry pending. onSettle receives each [Settlement]; it runs on
-// one of the Reconciler's goroutines, a few at a time, and should return
+// one of the Reconciler's goroutines, up to 4 at once, and should return
 // promptly. Both are required.
 //
 // Besides the transports' options, NewReconciler uses [WithClock],
@@ -414,17 +416,16 @@ func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settl
 			return s, true
 		}
 	}
-	inWindow := now.Before(e.Time.Add(IdempotencyWindow - windowMargin))
-	if !inWindow || e.BodyMissing && e.Reference == "" {
+	switch {
+	case !now.Before(e.Time.Add(IdempotencyWindow - windowMargin)):
 		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
 		s.Err = errors.New("spotflowhttp: outcome unknown and the idempotency window has closed")
-		if inWindow {
-			s.Err = errors.New("spotflowhttp: outcome unknown: no reference to verify and no body to send again")
-		}
 		return s, true
-	}
-	if e.BodyMissing {
-		return s, false // a webhook or verify may yet tell, until the window closes
+	case e.BodyMissing:
+		// No body, so no reference either: nothing can ever tell.
+		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
+		s.Err = errors.New("spotflowhttp: outcome unknown: no reference to verify and no body to send again")
+		return s, true
 	}
 	status, body, ae, err := r.send(ctx, e, e.Method, e.URL, e.Body)
 	if err != nil && ae == nil {
