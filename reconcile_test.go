@@ -191,9 +191,13 @@ func TestReconcileByWebhook(t *testing.T) {
 	r := f.reconciler() // the default wait for a webhook, 5 s, has not passed
 	before := f.srv.Stats().Requests
 	at := time.Now()
-	r.Observe("other", "successful", at, nil)
-	r.Observe("ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
-	r.Observe("ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
+	r.Observe("payment_successful", "other", "successful", at, nil)
+	r.Observe("transfer_successful", "ord-1", "successful", at, nil) // a transfer sharing the reference
+	if left := f.once(r); left != 1 || len(f.settlements()) != 0 {
+		t.Fatalf("a transfer's webhook settled a payment: %d left, %d settled", left, len(f.settlements()))
+	}
+	r.Observe("payment_successful", "ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
+	r.Observe("payment_successful", "ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
 	if left := f.once(r); left != 0 {
 		t.Fatalf("%d left", left)
 	}
@@ -310,7 +314,7 @@ func TestReconcilerRunStopsAndWakes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	r.Observe("ord-1", "successful", time.Now(), nil)
+	r.Observe("payment_successful", "ord-1", "successful", time.Now(), nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(f.settlements()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -355,7 +359,7 @@ func TestReconcileBySignedWebhook(t *testing.T) {
 		spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 1, BadSignature: 0.3}))
 	var rec *spotflowhttp.Reconciler
 	hooks, err := webhook.NewHandler(f.srv.WebhookSecret(), func(_ context.Context, ev webhook.Event) error {
-		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		rec.Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 		return nil
 	})
 	if err != nil {
