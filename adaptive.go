@@ -54,7 +54,8 @@ type adaptiveLimiter struct {
 	pace      rate.Limit
 	est       rate.Limit // the server's rate; 0 until the first 429
 	last      time.Time  // send time of the last 429 acted on
-	resume    time.Time  // end of the cool-down it started
+	resume    time.Time  // end of the pause it started
+	bank      int        // tokens the server holds when that pause ends, if it said (X-RateLimit-Limit); -1 if not
 	count     int        // admissions sent after last
 	used      float64    // seconds of traffic at the pace since resume
 	overshoot rate.Limit // pace reached ÷ limit, of the last probe that found the limit unchanged
@@ -86,7 +87,7 @@ func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
 	if ceiling > 0 {
 		start = ceiling
 	}
-	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, pace: start}
+	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, pace: start, bank: -1}
 }
 
 // admitted counts a request sent at sent that Spotflow did not throttle,
@@ -121,8 +122,9 @@ func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	}
 }
 
-// throttled takes a 429 to a request sent at sent, which asked to wait
-// retryAfter (0 if it did not say), and paces at the new estimate.
+// throttled takes a sign that the server's bank was empty when a request
+// sent at sent arrived (a 429, or X-RateLimit-Remaining 0 on its answer),
+// with the pause it asked for (0 if none), and paces at the new estimate.
 func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -140,6 +142,12 @@ func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duratio
 		est = rate.Limit(n)
 	} else {
 		est = perSecond(n, sent.Sub(a.last))
+		if a.bank >= 0 && n > a.bank && sent.After(a.resume) {
+			// The server said how full its bank would be when the last
+			// pause ended: what it admitted since, less that bank, is its
+			// rate, however long the pause lasted.
+			est = perSecond(n-a.bank, sent.Sub(a.resume))
+		}
 		if a.used > holdFor && n >= strongSample {
 			// A probe ended here.
 			if est < a.est*risen {
@@ -158,8 +166,19 @@ func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duratio
 	}
 	a.est = min(max(est, floor), a.pace) // a 429 never raises the pace
 	a.prevLast, a.prevCount = a.last, a.count
-	a.last, a.resume, a.count, a.used = sent, now.Add(retryAfter), 0, 0
+	a.last, a.resume, a.count, a.used, a.bank = sent, now.Add(retryAfter), 0, 0, -1
 	a.setPace(now, a.holdPace())
+}
+
+// refills says that the server holds its requests until until, when its
+// bank will hold bank tokens (X-RateLimit-Remaining 0 until
+// X-RateLimit-Reset, when X-RateLimit-Limit are there again).
+func (a *adaptiveLimiter) refills(until time.Time, bank int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !until.Before(a.resume) && !a.last.IsZero() {
+		a.resume, a.bank = until, bank
+	}
 }
 
 // perSecond is n admissions over d.

@@ -69,6 +69,50 @@ func TestAdaptivePacing(t *testing.T) {
 	}
 }
 
+// Adaptive pacing against a server that also sends spotflowtest's
+// X-RateLimit headers: X-RateLimit-Remaining 0 tells it the bank is empty
+// before any 429, and X-RateLimit-Limit how full the bank is when the hold
+// until X-RateLimit-Reset ends, so it learns the limit without a single 429.
+// The hold itself (until the bucket is full again, rounded up to the whole
+// second) costs up to a second's worth at each probe.
+func TestAdaptivePacingWithRateLimitHeaders(t *testing.T) {
+	const sec = time.Second
+	for _, tt := range []struct {
+		name     string
+		steps    []limitStep
+		d        time.Duration
+		min      float64
+		settling time.Duration
+	}{
+		{"fixed 50", []limitStep{{0, 50, 50}}, 20 * sec, 0.85, 0},
+		{"50 to 20 to 80", []limitStep{{0, 50, 50}, {20 * sec, 20, 20}, {40 * sec, 80, 80}}, 60 * sec, 0.9, 10 * sec},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newSimClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			srv := newSimServer(clock, time.Millisecond, tt.steps...)
+			srv.headers = true
+			tr := spotflowhttp.NewTransport(srv, spotflowhttp.WithClock(clock), spotflowhttp.WithAdaptiveRateLimit())
+			run := simulate(clock, srv, tr, 16, tt.d)
+			t.Logf("per second:\n%s", run.table(srv.limitAt))
+			if r429 := sum(run.r429, 0, len(run.r429)); r429 > 0 {
+				t.Errorf("%d requests answered 429, want none", r429)
+			}
+			for i, s := range tt.steps {
+				from, to := s.from+tt.settling, tt.d
+				if i+1 < len(tt.steps) {
+					to = tt.steps[i+1].from
+				}
+				a, b := int(math.Ceil(from.Seconds())), int(to/sec)
+				got := float64(sum(run.good, a, b)) / float64(b-a)
+				t.Logf("seconds %d to %d: %.1f req/s, %.1f %% of %.0f", a, b, got, got/s.rate*100, s.rate)
+				if got < tt.min*s.rate {
+					t.Errorf("seconds %d to %d: goodput %.1f req/s, want >= %.0f %% of %.0f", a, b, got, tt.min*100, s.rate)
+				}
+			}
+		})
+	}
+}
+
 // Adaptive mode on a fake clock: one worker against an in-memory server that
 // enforces 50 req/s, for 60 s of fake time. Deterministic, so it also pins
 // the algorithm: the first 429 sets the pace, the ceiling bounds it.

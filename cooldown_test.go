@@ -1,6 +1,8 @@
 package spotflowhttp_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -166,5 +168,43 @@ func TestCoolDownReleaseOverLoopback(t *testing.T) {
 	}
 	if bunched > 2 {
 		t.Errorf("%d of %d requests held back left less than 50 ms after the one before, want them spread", bunched, len(codes))
+	}
+}
+
+// The retry cap bounds a request's whole wait on pauses, also when a second
+// pause begins while it waits for its turn in a limiter after the first:
+// 2 s of cool-down, then, from another request's 429, 2 s more, is over a
+// cap of 3 s, and the request is refused instead of waiting 4 s.
+func TestPausesCappedAsAWhole(t *testing.T) {
+	clock := newFakeClock()
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		n++
+		h := http.Header{}
+		status := http.StatusOK
+		if n <= 2 { // the first request and the one sent from inside the limiter
+			status = http.StatusTooManyRequests
+			h.Set("Retry-After", "2")
+		}
+		return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+	})
+	var tr http.RoundTripper
+	var inside bool
+	lim := limiterFunc(func(ctx context.Context) error {
+		if !inside {
+			inside = true
+			roundTrip(t, tr, context.Background(), "") // meets a 429: a second pause
+		}
+		return nil
+	})
+	tr = spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1),
+		spotflowhttp.WithMaxRetryAfter(3*time.Second), spotflowhttp.WithLimiter(lim))
+	inside = true
+	roundTrip(t, tr, context.Background(), "") // 429: a cool-down of 2 s
+	inside = false
+	start := clock.Now()
+	_, err := roundTrip(t, tr, context.Background(), "")
+	if !errors.Is(err, spotflowhttp.ErrRateLimit) {
+		t.Fatalf("err = %v after %v of waits (%v), want a refusal over the cap", err, clock.Now().Sub(start), clock.Sleeps())
 	}
 }

@@ -1,12 +1,15 @@
 package spotflowhttp_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"go/ast"
 	"go/doc"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
 
 // Every Example in the repository, sub-modules included, must be a program
@@ -203,3 +210,38 @@ func TestREADMESimulatorProgramIsTheExample(t *testing.T) {
 }
 
 const modulePath = "github.com/spotflow-go/spotflowhttp"
+
+// What the README's quick start says of http.Client.Timeout: when it fires,
+// net/http replaces the transport's error, so errors.As loses the *Error
+// and its key; a context deadline keeps them.
+func TestREADMEClientTimeoutLosesTheError(t *testing.T) {
+	sim := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{Latency: time.Minute}))
+	defer sim.Close()
+	call := func(client *http.Client, ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, sim.BaseURL()+"/payments",
+			strings.NewReader(`{"amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("a response from a server that never answers")
+		}
+		return err
+	}
+	var e *spotflowhttp.Error
+
+	withTimeout := &http.Client{Transport: spotflowhttp.NewTransport(nil), Timeout: 100 * time.Millisecond}
+	if err := call(withTimeout, context.Background()); errors.As(err, &e) {
+		t.Errorf("with Client.Timeout, errors.As found the *Error (%v): the README's warning is out of date", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := call(&http.Client{Transport: spotflowhttp.NewTransport(nil)}, ctx)
+	if !errors.As(err, &e) || e.IdempotencyKey == "" || !e.Uncertain || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with a context deadline: %v; want the *Error, uncertain, with its key, matching DeadlineExceeded", err)
+	}
+}

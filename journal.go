@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -138,7 +139,7 @@ func (t *IdempotencyTransport) record(c *call, r *http.Request, key string) erro
 	e := Entry{
 		Key:    key,
 		Method: r.Method,
-		URL:    r.URL.String(),
+		URL:    urlWithoutUser(r.URL),
 		Time:   now,
 		Owner:  "call-" + newKey(),
 		Until:  until,
@@ -170,6 +171,17 @@ func (t *IdempotencyTransport) record(c *call, r *http.Request, key string) erro
 	}
 	c.journal = &journalCall{j: t.cfg.journal, owner: e.Owner}
 	return nil
+}
+
+// urlWithoutUser is u without its userinfo, a credential that
+// http.Transport sends as Basic authorization: an entry keeps no secret.
+func urlWithoutUser(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	v := *u
+	v.User = nil
+	return v.String()
 }
 
 // referenceFieldOrDefault is the body field that holds a create's

@@ -113,8 +113,9 @@ func WithLimiterFunc(fn func(*http.Request) Limiter) Option {
 // token bucket admits its rate times the time between two moments its
 // bank was empty), paces 3 % above it, and after 7 s of traffic without a
 // 429 doubles the pace every second until the next 429, so that a limit
-// that went up is found within seconds. Each host and credential learns
-// on its own. See [WithAdaptiveCeiling]. Only [RateLimitTransport] reads
+// that went up is found within seconds. X-RateLimit-Remaining 0 counts as
+// a 429 that was not sent (the server's bank is empty). Each host and
+// credential learns on its own. See [WithAdaptiveCeiling]. Only [RateLimitTransport] reads
 // it.
 func WithAdaptiveRateLimit() Option {
 	return optionFunc(func(cfg *config) { cfg.limits.adaptive = true })
@@ -137,10 +138,10 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 // states (X-RateLimit-Limit requests until X-RateLimit-Reset), or at the
 // pace of the limiters below, rather than all at once; without either the
 // rate is unknown and they go when it ends. Optionally: a token
-// bucket (WithRateLimit and the presets), a bucket per key at its preset
-// (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
-// credential with WithLimiterFunc), and adaptive pacing per credential
-// (WithAdaptiveRateLimit).
+// bucket ([WithRateLimit] and the presets), a bucket per key at its preset
+// ([WithRateLimitByKey]), a [Limiter] of yours ([WithLimiter], or one per
+// credential with [WithLimiterFunc]), and adaptive pacing per credential
+// ([WithAdaptiveRateLimit]).
 //
 // No request waits past its context's deadline, longer than the retry cap
 // ([WithMaxRetryAfter]) for a cool-down or hold (counted over the whole
@@ -162,8 +163,8 @@ type RateLimitTransport struct {
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
 
 // NewRateLimitTransport returns the rate-limit layer alone on top of base
-// (nil means http.DefaultTransport). Put it below the retry layer, as
-// NewTransport does, so that every attempt pays for a token.
+// (nil means [http.DefaultTransport]). Put it below the retry layer, as
+// [NewTransport] does, so that every attempt pays for a token.
 func NewRateLimitTransport(base http.RoundTripper, opts ...Option) *RateLimitTransport {
 	return newRateLimitTransport(base, newConfig(opts))
 }
@@ -182,7 +183,7 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	return t
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
@@ -228,12 +229,15 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 	if err := ctx.Err(); err != nil {
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
+	var waited time.Duration // on pauses, which the cap bounds as a whole
 	for {
-		waited, err := t.waitPauses(req, s)
+		w, err := t.waitPauses(req, s, waited)
 		if err != nil {
 			return err
 		}
-		if err := t.release(req, s, waited); err != nil {
+		paused := w > waited
+		waited = w
+		if err := t.release(req, s, paused); err != nil {
 			return err
 		}
 		if err := t.pace(req, s, lim); err != nil {
@@ -317,18 +321,19 @@ func (t *RateLimitTransport) paused(s *scope) bool {
 	return u != 0 && u > t.cfg.clock.Now().UnixNano()
 }
 
-// waitPauses waits out the scope's cool-down and hold. A 429 to another
-// request may extend them while this one waits: look again after each wait.
-// The cap bounds the whole wait.
-func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited bool, err error) {
-	for w := time.Duration(0); ; {
+// waitPauses waits out the scope's cool-down and hold, for a request that
+// has waited w on pauses already, and returns its whole wait on them. A 429
+// to another request may extend them while this one waits: look again after
+// each wait. The cap bounds the whole wait.
+func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope, w time.Duration) (waited time.Duration, err error) {
+	for {
 		cool, hold := s.coolUntil.Load(), s.holdUntil.Load()
 		u, kind := cool, RateLimitCoolDown
 		if hold > cool {
 			u, kind = hold, RateLimitHold
 		}
 		if u == 0 {
-			return w > 0, nil
+			return w, nil
 		}
 		now := t.cfg.clock.Now()
 		d := time.Duration(u - now.UnixNano())
@@ -337,12 +342,12 @@ func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope) (waited boo
 			s.coolUntil.CompareAndSwap(u, 0)
 			s.holdUntil.CompareAndSwap(u, 0)
 			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
-				return w > 0, nil
+				return w, nil
 			}
 			continue
 		}
 		if err := t.wait(req, kind, now, d, w); err != nil {
-			return false, err
+			return w, err
 		}
 		w += d
 	}
@@ -413,6 +418,9 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
+			if d > maxCoolDown {
+				d = 0 // not obeyed, so not the end of this congestion either
+			}
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {
@@ -429,6 +437,16 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 				}
 				tellLimiter(ctx, lim, until)
 				t.armRelease(s, lim, RateLimitHold, resp.Header, now)
+				if s.adaptive != nil {
+					if resp.StatusCode != http.StatusTooManyRequests {
+						// The bank is empty, as a 429 would say, without
+						// the 429: a sample of the rate, the end of a probe.
+						s.adaptive.throttled(now, sent, until.Sub(now))
+					}
+					if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+						s.adaptive.refills(until, limit)
+					}
+				}
 			}
 		}
 	}
@@ -457,8 +475,8 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 		return 0
 	}
 	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64)
-	if err != nil {
-		return 0
+	if err != nil || reset-now.Unix() > int64(maxCoolDown/time.Second) {
+		return 0 // none, or too far away to be a reset (see maxCoolDown)
 	}
 	d := max(time.Unix(reset, 0).Sub(now), time.Second)
 	return rate.Limit(float64(limit) / d.Seconds())

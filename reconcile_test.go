@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -190,9 +191,13 @@ func TestReconcileByWebhook(t *testing.T) {
 	r := f.reconciler() // the default wait for a webhook, 5 s, has not passed
 	before := f.srv.Stats().Requests
 	at := time.Now()
-	r.Observe("other", "successful", at, nil)
-	r.Observe("ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
-	r.Observe("ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
+	r.Observe("payment_successful", "other", "successful", at, nil)
+	r.Observe("transfer_successful", "ord-1", "successful", at, nil) // a transfer sharing the reference
+	if left := f.once(r); left != 1 || len(f.settlements()) != 0 {
+		t.Fatalf("a transfer's webhook settled a payment: %d left, %d settled", left, len(f.settlements()))
+	}
+	r.Observe("payment_successful", "ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
+	r.Observe("payment_successful", "ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
 	if left := f.once(r); left != 0 {
 		t.Fatalf("%d left", left)
 	}
@@ -309,7 +314,7 @@ func TestReconcilerRunStopsAndWakes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	r.Observe("ord-1", "successful", time.Now(), nil)
+	r.Observe("payment_successful", "ord-1", "successful", time.Now(), nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(f.settlements()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -354,7 +359,7 @@ func TestReconcileBySignedWebhook(t *testing.T) {
 		spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 1, BadSignature: 0.3}))
 	var rec *spotflowhttp.Reconciler
 	hooks, err := webhook.NewHandler(f.srv.WebhookSecret(), func(_ context.Context, ev webhook.Event) error {
-		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		rec.Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 		return nil
 	})
 	if err != nil {
@@ -382,5 +387,73 @@ func TestReconcileBySignedWebhook(t *testing.T) {
 	}
 	if n := f.srv.Stats().Requests - before; n != 0 {
 		t.Errorf("%d requests to Spotflow to settle what a webhook told", n)
+	}
+}
+
+// TestReconcileBodyMissing: a body that cannot be read again (no GetBody)
+// is not kept, so the entry has neither a reference to verify nor a body to
+// re-send: only a human can settle it, and the reconciler says so at once.
+func TestReconcileBodyMissing(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
+	client := &http.Client{Transport: spotflowhttp.NewTransport(f.srv.Client().Transport,
+		spotflowhttp.WithJournal(f.j), spotflowhttp.WithClock(f.clock))}
+	req, _ := http.NewRequestWithContext(spotflowhttp.ContextWithAccount(context.Background(), "m1"),
+		http.MethodPost, f.srv.BaseURL()+"/payments", io.NopCloser(strings.NewReader(payment("ord-1"))))
+	req.Header.Set("Authorization", "Bearer "+f.srv.SecretKey())
+	if _, err := client.Do(req); err == nil {
+		t.Fatal("want the reset")
+	}
+	es := pendingOf(t, f.j)
+	if len(es) != 1 || !es[0].BodyMissing || es[0].Body != nil || es[0].Reference != "" {
+		t.Fatalf("pending = %+v; want one entry without body or reference", es)
+	}
+	f.once(f.reconciler(spotflowhttp.WithVerifyAfter(0)))
+	if s := f.only(); s.Outcome != spotflowhttp.OutcomeNeedsHuman || s.Err == nil {
+		t.Errorf("settlement = %s; want needs a human, with the reason", desc(s))
+	}
+}
+
+// TestReconcileCredentialRefused: a 401 on the reconciler's own request
+// says nothing of the payment, which stays pending; with WithHaltOnEscalate
+// among the options the reconciler sends nothing more; a reconciler with a
+// working credential then settles it.
+func TestReconcileCredentialRefused(t *testing.T) {
+	f := newReconcileFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	f.uncertain("/payments", payment("ord-1"))
+	var reported []spotflowhttp.Settlement
+	revoked := func(opts ...spotflowhttp.Option) *spotflowhttp.Reconciler {
+		rec, err := spotflowhttp.NewReconciler(f.j, f.srv.Client().Transport,
+			func(req *http.Request, _ spotflowhttp.Entry) error {
+				req.Header.Set("Authorization", "Bearer sk_test_revoked")
+				return nil
+			},
+			func(s spotflowhttp.Settlement) { reported = append(reported, s) },
+			append(opts, spotflowhttp.WithClock(f.clock), spotflowhttp.WithVerifyAfter(0))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	before := f.srv.Stats().Requests
+	if left := f.once(revoked()); left != 1 || len(reported) != 0 {
+		t.Fatalf("after a 401: %d left, %d reported; want the entry pending", left, len(reported))
+	}
+	if n := f.srv.Stats().Unauthorized; n != 2 || f.srv.Stats().Requests-before != 2 {
+		t.Fatalf("%d 401s for %d requests; want the verify and the re-send refused", n, f.srv.Stats().Requests-before)
+	}
+	f.clock.Advance(time.Minute)
+	rec := revoked(spotflowhttp.WithHaltOnEscalate())
+	f.once(rec) // 401, halted
+	before = f.srv.Stats().Requests
+	if left := f.once(rec); left != 1 || len(reported) != 0 {
+		t.Fatalf("halted: %d left, %d reported; want the entry pending", left, len(reported))
+	}
+	if n := f.srv.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests sent through a halted transport", n)
+	}
+	f.clock.Advance(time.Minute)
+	f.once(f.reconciler(spotflowhttp.WithVerifyAfter(0)))
+	if s := f.only(); s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByResend {
+		t.Errorf("with a working credential: %s; want created by re-send", desc(s))
 	}
 }

@@ -524,7 +524,8 @@ func http2ErrorInfo(err error) (sent, ok bool) {
 		strings.Contains(msg, "http2: client connection lost"),
 		strings.Contains(msg, "http2: client connection force closed"):
 		return true, true
-	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"):
+	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"),
+		strings.Contains(msg, "http2: Transport received GOAWAY from server ErrCode:"):
 		return false, true // above the last stream id: never taken
 	}
 	return false, false

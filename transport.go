@@ -67,7 +67,7 @@ func WithHaltOnEscalate() Option {
 	return optionFunc(func(cfg *config) { cfg.haltOnEscalate = true })
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)

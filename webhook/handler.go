@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,9 +134,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get(standardwebhooks.HeaderWebhookID)
 	stamp := r.Header.Get(standardwebhooks.HeaderWebhookTimestamp)
 	// The signature header holds signatures separated by spaces; every
-	// value of either name joins the list.
-	sigs := strings.Join(append(r.Header.Values(standardwebhooks.HeaderWebhookSignature),
-		r.Header.Values(SpotflowSignatureHeader)...), " ")
+	// value of either name joins the list. Values returns the request's own
+	// slice, so the two are joined into a new one.
+	sigs := strings.Join(slices.Concat(r.Header.Values(standardwebhooks.HeaderWebhookSignature),
+		r.Header.Values(SpotflowSignatureHeader)), " ")
 	switch {
 	case id == "":
 		h.refuse(w, r, http.StatusBadRequest, "the webhook-id header is missing")

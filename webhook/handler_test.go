@@ -243,6 +243,23 @@ func TestHandlerTooLongUnread(t *testing.T) {
 	}
 }
 
+// TestHandlerLeavesRequestAlone: joining the two signature headers does
+// not write into the request's header, even where its slice has room.
+func TestHandlerLeavesRequestAlone(t *testing.T) {
+	h := newHandler(t, (&calls{}).fn)
+	r := request(t, "msg_1", paymentBody)
+	sigs := make([]string, 1, 2)
+	sigs[0] = "v1,c29tZXRoaW5n"
+	r.Header["Webhook-Signature"] = sigs
+	r.Header.Set("x-spotflow-signature", sign(t, secret, "msg_1", t0.Unix(), paymentBody))
+	if w := serve(h, r); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	if spare := sigs[:2][1]; spare != "" {
+		t.Errorf("the request's header was written to: %q", spare)
+	}
+}
+
 // TestHandlerEvent checks the Event the function gets.
 func TestHandlerEvent(t *testing.T) {
 	var got webhook.Event
