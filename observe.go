@@ -76,8 +76,7 @@ type Observer struct {
 // in several WithObserver options are all called, in the order given, then
 // the hooks ([WithOnRetry], [WithOnEscalate]) and the logger
 // ([WithLogger]). A nil o is ignored. The fields of o are read when the
-// option is applied. Every layer reads it. Every
-// layer reads it, each reporting what it does.
+// option is applied. Every layer reads it, each reporting what it does.
 func WithObserver(o *Observer) Option {
 	return optionFunc(func(cfg *config) {
 		if o != nil {
