@@ -418,6 +418,9 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
+			if d > maxCoolDown {
+				d = 0 // not obeyed, so not the end of this congestion either
+			}
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {
@@ -472,8 +475,8 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 		return 0
 	}
 	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64)
-	if err != nil {
-		return 0
+	if err != nil || reset-now.Unix() > int64(maxCoolDown/time.Second) {
+		return 0 // none, or too far away to be a reset (see maxCoolDown)
 	}
 	d := max(time.Unix(reset, 0).Sub(now), time.Second)
 	return rate.Limit(float64(limit) / d.Seconds())

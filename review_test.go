@@ -5,9 +5,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/spotflow-go/spotflowhttp"
 )
@@ -231,5 +236,71 @@ func TestHTTP2GoAwayWithErrorCodeOnFirstStreamIsNeverSent(t *testing.T) {
 	var e *spotflowhttp.Error
 	if !errors.As(err, &e) || e.Uncertain || e.Attempts != 2 {
 		t.Fatalf("%v; want a certain connection error after 2 attempts", err)
+	}
+}
+
+// A Retry-After too far away to obey (over an hour) starts no cool-down;
+// it must not teach adaptive pacing either: taken as the end of the
+// congestion, it made every later 429 look like the same congestion for
+// days: adaptive pacing was off and the cool-downs alone paced, one 429
+// each (1.6 % of the requests against a server enforcing 50 req/s).
+func TestAdaptiveIgnoresAbsurdRetryAfter(t *testing.T) {
+	clock := newFakeClock()
+	lim := rate.NewLimiter(50, 50)
+	var ok, r429 int
+	base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		res := lim.ReserveN(now, 1)
+		if d := res.DelayFrom(now); d > 0 {
+			res.CancelAt(now)
+			r429++
+			ra := strconv.Itoa(int(math.Ceil(d.Seconds())))
+			if r429 == 1 {
+				ra = "999999" // about 11.5 days
+			}
+			return 429, headers("Retry-After", ra)
+		}
+		ok++
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithAdaptiveRateLimit())
+	start := clock.Now()
+	for clock.Now().Sub(start) < time.Minute {
+		roundTrip(t, tr, context.Background(), "")
+		clock.Advance(time.Millisecond)
+	}
+	share := float64(r429) / float64(ok+r429)
+	goodput := float64(ok) / clock.Now().Sub(start).Seconds()
+	t.Logf("%.1f req/s, %d of %d requests answered 429 (%.2f %%)", goodput, r429, ok+r429, share*100)
+	if share > 0.005 || goodput < 45 {
+		t.Errorf("%.1f req/s with %.2f %% of requests answered 429; want at least 45 req/s and at most 0.5 %%", goodput, share*100)
+	}
+}
+
+// An X-RateLimit-Reset too far away to be a reset (here in milliseconds,
+// as some servers send it) is ignored as a hold; it must not set the pace
+// after a 429's cool-down either: taken as the window the limit applies
+// to, it made a rate of one request in centuries, and every later request
+// of the scope was refused locally, for good.
+func TestCoolDownReleaseIgnoresAbsurdReset(t *testing.T) {
+	clock := newFakeClock()
+	n := 0
+	base := &timedBase{clock: clock, answer: func(now time.Time, _ int, r *http.Request) (int, http.Header) {
+		if n++; n == 1 {
+			return 429, headers("Retry-After", "1", "X-RateLimit-Limit", "100",
+				"X-RateLimit-Reset", strconv.FormatInt(now.Add(time.Minute).UnixMilli(), 10))
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1))
+	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 429 {
+		t.Fatalf("%v; want the 429", err)
+	}
+	// The next calls wait out the cool-down, then go.
+	for i := range 5 {
+		resp, err := roundTrip(t, tr, context.Background(), "")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("call %d after the 429: %v; want a 200", i+1, err)
+		}
+		clock.Advance(time.Minute)
 	}
 }
