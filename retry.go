@@ -27,6 +27,10 @@ import (
 type RetryTransport struct {
 	base http.RoundTripper
 	cfg  *config
+
+	// netHTTP: the requests go to net/http's Transport, which reports in
+	// a client trace every connection it gets for a request.
+	netHTTP bool
 }
 
 var _ http.RoundTripper = (*RetryTransport)(nil)
@@ -38,7 +42,13 @@ func NewRetryTransport(base http.RoundTripper, opts ...Option) *RetryTransport {
 }
 
 func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
-	return &RetryTransport{base: baseOrDefault(base), cfg: cfg}
+	base = baseOrDefault(base)
+	below := base
+	if rl, ok := below.(*RateLimitTransport); ok {
+		below = rl.base
+	}
+	_, netHTTP := below.(*http.Transport)
+	return &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
@@ -177,8 +187,12 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 		}
 		c.attempts++
-		c.delivered.Store(0)
+		c.conns.Store(0)
 		resp, err := send(t.base, r)
+		// Without a connection, nothing of the attempt left (a dial, a TLS
+		// handshake or a wait for a free connection failed or was cut
+		// short); only a base known to report connections tells.
+		c.unsent = err != nil && c.tracing && t.netHTTP && c.conns.Load() == 0
 		if c.resent(resp, err) {
 			c.maybeSent = true
 		}
@@ -280,6 +294,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 			return nil, false // refused below us, or the caller gave up
 		}
 		sent, transient := connErrorInfo(err)
+		sent = sent && !c.unsent
 		c.maybeSent = c.maybeSent || sent
 		if !transient {
 			rt.stop(StopPermanent, nil, 0, err)

@@ -2,13 +2,16 @@ package spotflowhttp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -302,5 +305,81 @@ func TestCoolDownReleaseIgnoresAbsurdReset(t *testing.T) {
 			t.Fatalf("call %d after the 429: %v; want a 200", i+1, err)
 		}
 		clock.Advance(time.Minute)
+	}
+}
+
+// holdingListener accepts connections and holds them open without a word,
+// reading what arrives: a TLS handshake to it never ends, and an HTTP/1
+// request sent to it is read but never answered.
+func holdingListener(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// A keyed create whose deadline passes before net/http has a connection
+// for it (here during the TLS handshake) was never sent: it is not
+// uncertain, and its journal entry is settled. One whose deadline passes
+// after it was written stays uncertain.
+func TestKeyedCallCutShortBeforeAConnectionIsNotUncertain(t *testing.T) {
+	addr := holdingListener(t)
+	for _, tc := range []struct {
+		name      string
+		url       string
+		uncertain bool
+	}{
+		{"TLS handshake never ends", "https://" + addr + "/payments", false},
+		{"request written, no answer", "http://" + addr + "/payments", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			defer base.CloseIdleConnections()
+			j := spotflowhttp.NewMemoryJournal()
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tc.url, strings.NewReader(`{"amount":1}`))
+			_, err := tr.RoundTrip(req)
+			var e *spotflowhttp.Error
+			if !errors.As(err, &e) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want an *Error wrapping context.DeadlineExceeded", err)
+			}
+			if e.Uncertain != tc.uncertain {
+				t.Errorf("Uncertain = %v, want %v: %v", e.Uncertain, tc.uncertain, e)
+			}
+			pending, _ := j.Pending(context.Background())
+			if want := map[bool]int{false: 0, true: 1}[tc.uncertain]; len(pending) != want {
+				t.Errorf("%d journal entries pending, want %d", len(pending), want)
+			}
+		})
 	}
 }
