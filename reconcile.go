@@ -156,7 +156,8 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	observed map[observed]observation
-	order    []observed // the keys of observed, oldest first
+	order    []observed      // the keys of observed, oldest first
+	working  map[string]bool // keys being settled: the journal's claim is this Reconciler's for all its goroutines
 	wake     chan struct{}
 }
 
@@ -199,6 +200,7 @@ func NewReconciler(j Journal, base http.RoundTripper, authorize func(req *http.R
 		cfg:       t.cfg,
 		owner:     "reconciler-" + newKey(),
 		observed:  make(map[observed]observation),
+		working:   make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 	}, nil
 }
@@ -318,10 +320,13 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error)
 		if ctx.Err() != nil {
 			break
 		}
+		if !r.startWork(e.Key) {
+			continue // this Reconciler is settling it on another goroutine
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { r.endWork(e.Key); <-sem; wg.Done() }()
 			if r.settle(ctx, e) {
 				mu.Lock()
 				left--
@@ -331,6 +336,25 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error)
 	}
 	wg.Wait()
 	return left, nil
+}
+
+// startWork marks key as being settled by this Reconciler, and reports
+// false if it already is: its claim in the journal cannot tell two of its
+// own goroutines apart.
+func (r *Reconciler) startWork(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.working[key] {
+		return false
+	}
+	r.working[key] = true
+	return true
+}
+
+func (r *Reconciler) endWork(key string) {
+	r.mu.Lock()
+	delete(r.working, key)
+	r.mu.Unlock()
 }
 
 // due reports whether e may be worked on at now: a webhook has told its

@@ -265,16 +265,18 @@ func TestReconcileAuthorizeFails(t *testing.T) {
 	}
 }
 
-// TestReconcilersSettleEachOnce: three reconcilers on one journal, racing
-// over 30 entries, report each exactly once.
+// TestReconcilersSettleEachOnce: three reconcilers on one journal, one of
+// them from two goroutines, racing over 30 entries, report each exactly
+// once.
 func TestReconcilersSettleEachOnce(t *testing.T) {
 	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
 	const n = 30
 	for i := range n {
 		f.uncertain("/payments", payment(fmt.Sprintf("ord-%d", i)))
 	}
+	a := f.reconciler(spotflowhttp.WithVerifyAfter(0))
 	rs := []*spotflowhttp.Reconciler{
-		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
+		a, a, // one Reconciler used from two goroutines, as Run and ReconcileOnce might be
 		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
 		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
 	}
