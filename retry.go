@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -560,7 +561,7 @@ func newRetryBudget(burst int) *retryBudget {
 	if burst <= 0 {
 		return nil
 	}
-	b := &retryBudget{max: int64(burst) * retryCost}
+	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost}
 	b.tokens.Store(b.max)
 	return b
 }
