@@ -39,10 +39,11 @@ type call struct {
 
 	// trace watches a keyed create for net/http resending it on its own
 	// (see traceResends) while tracing is set. Its hook runs on net/http's
-	// goroutines, possibly after RoundTrip has returned: hence the atomic.
-	trace     httptrace.ClientTrace
-	tracing   bool
-	delivered atomic.Int32 // requests of the current attempt written whole
+	// goroutines: hence the atomic.
+	trace   httptrace.ClientTrace
+	tracing bool
+	conns   atomic.Int32 // connections net/http got for the current attempt
+	unsent  bool         // the last attempt failed before net/http had a connection for it
 
 	journal *journalCall // the call's journal entry, nil if none
 }
@@ -89,8 +90,11 @@ func (p *keyProbe) Value(k any) any {
 // them. http.Transport sends a request carrying Idempotency-Key (or
 // X-Idempotency-Key) again on its own when a reused keep-alive connection
 // dies before the response; the retry layer never sees that first delivery,
-// which may have been processed. Counting the requests written whole tells.
-// Hooks already in the caller's context still run.
+// which may have been processed. Counting the connections it gets for one
+// attempt tells (a second one is taken only to send again; the first try
+// may not have been written, so a resend may be counted that was not one).
+// The same count tells an attempt that failed before it had a connection,
+// so was never sent. Hooks already in the caller's context still run.
 func (c *call) traceResends() {
 	if traceKey == nil || c.tracing {
 		return
@@ -98,24 +102,22 @@ func (c *call) traceResends() {
 	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
 		c.trace = *user
 	}
-	wrote := c.trace.WroteRequest
-	c.trace.WroteRequest = func(info httptrace.WroteRequestInfo) {
-		if info.Err == nil {
-			c.delivered.Add(1)
-		}
-		if wrote != nil {
-			wrote(info)
+	got := c.trace.GotConn
+	c.trace.GotConn = func(info httptrace.GotConnInfo) {
+		c.conns.Add(1)
+		if got != nil {
+			got(info)
 		}
 	}
 	c.tracing = true
 }
 
-// resent reports whether net/http delivered the current attempt, which
-// ended with resp or err, more than once over HTTP/1. HTTP/2 resends only
-// streams the server refused or never took (REFUSED_STREAM, above a
-// GOAWAY's last stream), which were not processed, so they don't count.
+// resent reports whether net/http sent the current attempt, which ended
+// with resp or err, more than once over HTTP/1. HTTP/2 resends only streams
+// the server refused or never took (REFUSED_STREAM, above a GOAWAY's last
+// stream), which were not processed, so they don't count.
 func (c *call) resent(resp *http.Response, err error) bool {
-	if c.delivered.Load() < 2 {
+	if c.conns.Load() < 2 {
 		return false
 	}
 	if resp != nil {

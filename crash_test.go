@@ -324,7 +324,7 @@ func crashChild(t *testing.T) {
 	}
 	ctx := context.Background()
 	hooks, err := webhook.NewHandler(os.Getenv(crashHookEnv), func(_ context.Context, ev webhook.Event) error {
-		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		rec.Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 		return nil
 	})
 	if err != nil {

@@ -1,19 +1,27 @@
 package spotflowhttp_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"go/ast"
 	"go/doc"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/spotflow-go/spotflowhttp"
+	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 )
 
 // Every Example in the repository, sub-modules included, must be a program
@@ -203,3 +211,67 @@ func TestREADMESimulatorProgramIsTheExample(t *testing.T) {
 }
 
 const modulePath = "github.com/spotflow-go/spotflowhttp"
+
+// What the README's quick start says of http.Client.Timeout: when it fires,
+// net/http usually replaces the transport's error, so errors.As loses the
+// *Error and its key; a context deadline always keeps them. Whether the
+// replacement happens is a race inside net/http (the transport's answer can
+// arrive before the client notices its timer), so the first half asks only
+// that it happens to some of ten calls.
+func TestREADMEClientTimeoutLosesTheError(t *testing.T) {
+	sim := spotflowtest.NewServer(spotflowtest.WithFaults(spotflowtest.Faults{Latency: time.Minute}))
+	defer sim.Close()
+	call := func(client *http.Client, ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, sim.BaseURL()+"/payments",
+			strings.NewReader(`{"amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`))
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Error("a response from a server that never answers")
+		}
+		return err
+	}
+	const n = 10
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		lost int
+	)
+	withTimeout := &http.Client{Transport: spotflowhttp.NewTransport(nil), Timeout: 100 * time.Millisecond}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var e *spotflowhttp.Error
+			if err := call(withTimeout, context.Background()); !errors.As(err, &e) {
+				mu.Lock()
+				lost++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if lost == 0 {
+		t.Errorf("with Client.Timeout, errors.As found the *Error in all %d calls: the README's warning is out of date", n)
+	}
+
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			var e *spotflowhttp.Error
+			err := call(&http.Client{Transport: spotflowhttp.NewTransport(nil)}, ctx)
+			if !errors.As(err, &e) || e.IdempotencyKey == "" || !e.Uncertain || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("with a context deadline: %v; want the *Error, uncertain, with its key, matching DeadlineExceeded", err)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -205,7 +205,10 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 			r.Header = withHeader(req.Header, t.cfg.keyHeader, key)
 		}
 		if t.cfg.referenceField != "" {
-			r = t.injectReference(c, r, key)
+			if r, err = t.injectReference(c, r, key); err != nil {
+				// Nothing was sent: the body could not be read.
+				return nil, &Error{Category: CategoryDontRetry, Err: err, kind: ErrInvalidRequest, local: true}
+			}
 		}
 		if t.cfg.journal != nil {
 			if err := t.record(c, r, key); err != nil {
@@ -220,6 +223,10 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 	}
 	if c.resp != resp {
 		c.resp, c.err = resp, classifyResponse(t.cfg, resp)
+		if e := c.err; e != nil && e.unread {
+			c.resp, c.err = nil, nil
+			return nil, e // the response is gone with its body
+		}
 	}
 	if c.err == nil || c.err.Category != CategoryTreatAsSuccess || !readWhole(resp) {
 		return resp, nil // nothing to resolve, or a body too large to hold while fetching
@@ -318,10 +325,11 @@ func withHeader(h http.Header, name, v string) http.Header {
 }
 
 // injectReference returns r with the key written into its JSON body's
-// reference field, or r unchanged where that cannot be done safely.
-func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key string) *http.Request {
+// reference field, or r unchanged where that cannot be done safely. It
+// fails, with the body closed, if the body cannot be read.
+func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key string) (*http.Request, error) {
 	if r.GetBody == nil || r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxReferenceBody {
-		return r
+		return r, nil
 	}
 	// Read the body being sent rather than a copy through GetBody: one read,
 	// one buffer, with room for the member. Whatever happens, the request
@@ -334,22 +342,21 @@ func (t *IdempotencyTransport) injectReference(c *call, r *http.Request, key str
 	switch {
 	case err == errTooLarge:
 		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), orig), Closer: orig}
-		return r
+		return r, nil
 	case err != nil:
 		orig.Close()
-		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(b), errReader{err}), Closer: io.NopCloser(nil)}
-		return r
+		return nil, fmt.Errorf("spotflowhttp: reading the request body: %w", err)
 	}
 	orig.Close()
 	nb, ok := addField(b, t.refName, t.cfg.referenceField, key)
 	if !ok {
 		r.Body = newRefBody(b)
-		return r
+		return r, nil
 	}
 	r.Body = newRefBody(nb)
 	r.GetBody = func() (io.ReadCloser, error) { return newRefBody(nb), nil }
 	r.ContentLength = int64(len(nb))
-	return r
+	return r, nil
 }
 
 // refBody is a request body of bytes the idempotency layer holds.

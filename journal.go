@@ -198,10 +198,13 @@ func (cfg *config) referenceFieldOrDefault() string {
 // outcome is uncertain. A failure to write only leaves the entry pending
 // longer, so it is logged, not returned.
 func (c *call) endJournal(cfg *config, e *Error) {
-	jc := c.journal
-	if jc == nil {
-		return
+	if c.journal != nil { // small enough to inline: calls without a journal pay a nil check
+		c.settleJournal(cfg, e)
 	}
+}
+
+func (c *call) settleJournal(cfg *config, e *Error) {
+	jc := c.journal
 	c.journal = nil
 	ctx := context.WithoutCancel(c.Context)
 	var err error

@@ -34,36 +34,37 @@ import (
 type Observer struct {
 	// AttemptSent is called when an attempt is handed to the base
 	// transport, after the rate limiter let it go. The rate-limit layer
-	// reports it, so a stack composed by hand without a RateLimitTransport
-	// reports no attempts.
+	// reports it, so a stack composed by hand without a
+	// [RateLimitTransport] reports no attempts.
 	AttemptSent func(context.Context, AttemptEvent)
 	// RetryScheduled is called once per retry, before the wait that
-	// precedes it; it is what WithOnRetry gets.
+	// precedes it; it is what [WithOnRetry] gets.
 	RetryScheduled func(context.Context, RetryEvent)
 	// RetriesStopped is called when an attempt failed in a way Spotflow's
-	// policy retries (CategoryRetry) but the call will not try again, with
-	// the reason. A call calls it at most once.
+	// policy retries ([CategoryRetry]) but the call will not try again,
+	// with the reason, and for a call a halt answers without sending it.
 	RetriesStopped func(context.Context, StopEvent)
 	// RateLimitWaited is called after a request was held back by the rate
 	// limiter, with how long and why. A request that needed no wait is not
-	// reported, except by a Limiter of yours (WithLimiter), whose every
-	// Wait is, with the time it took.
+	// reported, except by a [Limiter] of yours ([WithLimiter],
+	// [WithLimiterFunc]), whose every Wait is, with the time it took on
+	// the transport's clock.
 	RateLimitWaited func(context.Context, WaitEvent)
 	// RateLimitRefused is called when the rate limiter refused to send a
-	// request: its wait would have passed the cap (WithMaxRetryAfter) or
+	// request: its wait would have passed the cap ([WithMaxRetryAfter]) or
 	// the context's deadline, the context ended during the wait, or a
-	// Limiter of yours failed.
+	// [Limiter] of yours failed.
 	RateLimitRefused func(context.Context, WaitEvent)
 	// CoolDownStarted is called when a response starts or extends a pause
-	// of the requests that share its scope: a 429 with Retry-After, or
-	// X-RateLimit-Remaining 0 until X-RateLimit-Reset.
+	// of the requests with its host and credential: a 429 with
+	// Retry-After, or X-RateLimit-Remaining 0 until X-RateLimit-Reset.
 	CoolDownStarted func(context.Context, CoolDownEvent)
-	// Halted is called when an authentication failure halts the transport
-	// (WithHaltOnEscalate).
+	// Halted is called when a 401 halts the requests with its host and
+	// credential ([WithHaltOnEscalate]).
 	Halted func(context.Context, HaltEvent)
-	// Resumed is called when Transport.Resume lifts halts (not when there
-	// was none). Its context is context.Background(): Resume belongs to no
-	// call.
+	// Resumed is called when [Transport.Resume] lifts halts (not when
+	// there was none). Its context is context.Background(): Resume belongs
+	// to no call.
 	Resumed func(context.Context, ResumeEvent)
 	// CallDone is called once per call, when the outermost layer of the
 	// stack returns, whatever the outcome: a success, a final error
@@ -72,9 +73,10 @@ type Observer struct {
 }
 
 // WithObserver has the stack report to o; see [Observer]. Observers given
-// in several WithObserver options are all called, in the order given. A nil
-// o is ignored. The fields of o are read when the option is applied. Every
-// layer reads it, each reporting what it does.
+// in several WithObserver options are all called, in the order given, then
+// the hooks ([WithOnRetry], [WithOnEscalate]) and the logger
+// ([WithLogger]). A nil o is ignored. The fields of o are read when the
+// option is applied. Every layer reads it, each reporting what it does.
 func WithObserver(o *Observer) Option {
 	return optionFunc(func(cfg *config) {
 		if o != nil {
@@ -173,8 +175,8 @@ const (
 	// a certificate the client does not trust, or a host that does not
 	// exist.
 	StopPermanent StopReason = "permanent"
-	// StopHalted: the transport is halted after an authentication failure
-	// (WithHaltOnEscalate), so the call was answered without the network.
+	// StopHalted: the call's host and credential are halted after a 401
+	// ([WithHaltOnEscalate]), so the call was answered without the network.
 	StopHalted StopReason = "halted"
 )
 
@@ -261,8 +263,8 @@ type CoolDownEvent struct {
 	StatusCode int
 }
 
-// HaltEvent reports that the transport stopped sending after an
-// authentication failure, for Observer.Halted.
+// HaltEvent reports that a 401 halted the requests with its host and
+// credential, for Observer.Halted.
 type HaltEvent struct {
 	// RequestInfo is the request that got the failure.
 	RequestInfo
@@ -272,7 +274,7 @@ type HaltEvent struct {
 	Code string
 }
 
-// ResumeEvent reports that Transport.Resume lifted halts, for
+// ResumeEvent reports that [Transport.Resume] lifted halts, for
 // Observer.Resumed.
 type ResumeEvent struct {
 	// Halts is how many halts were lifted: one per host and credential

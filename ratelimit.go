@@ -138,10 +138,10 @@ func WithAdaptiveCeiling(r rate.Limit) Option {
 // states (X-RateLimit-Limit requests until X-RateLimit-Reset), or at the
 // pace of the limiters below, rather than all at once; without either the
 // rate is unknown and they go when it ends. Optionally: a token
-// bucket (WithRateLimit and the presets), a bucket per key at its preset
-// (WithRateLimitByKey), a Limiter of yours (WithLimiter, or one per
-// credential with WithLimiterFunc), and adaptive pacing per credential
-// (WithAdaptiveRateLimit).
+// bucket ([WithRateLimit] and the presets), a bucket per key at its preset
+// ([WithRateLimitByKey]), a [Limiter] of yours ([WithLimiter], or one per
+// credential with [WithLimiterFunc]), and adaptive pacing per credential
+// ([WithAdaptiveRateLimit]).
 //
 // No request waits past its context's deadline, longer than the retry cap
 // ([WithMaxRetryAfter]) for a cool-down or hold (counted over the whole
@@ -163,8 +163,8 @@ type RateLimitTransport struct {
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
 
 // NewRateLimitTransport returns the rate-limit layer alone on top of base
-// (nil means http.DefaultTransport). Put it below the retry layer, as
-// NewTransport does, so that every attempt pays for a token.
+// (nil means [http.DefaultTransport]). Put it below the retry layer, as
+// [NewTransport] does, so that every attempt pays for a token.
 func NewRateLimitTransport(base http.RoundTripper, opts ...Option) *RateLimitTransport {
 	return newRateLimitTransport(base, newConfig(opts))
 }
@@ -183,7 +183,7 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	return t
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
@@ -418,6 +418,9 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
+			if d > maxCoolDown {
+				d = 0 // not obeyed, so not the end of this congestion either
+			}
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {
@@ -478,8 +481,8 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 		return 0
 	}
 	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-Ratelimit-Reset")), 10, 64)
-	if err != nil {
-		return 0
+	if err != nil || reset-now.Unix() > int64(maxCoolDown/time.Second) {
+		return 0 // none, or too far away to be a reset (see maxCoolDown)
 	}
 	d := max(time.Unix(reset, 0).Sub(now), time.Second)
 	return rate.Limit(float64(limit) / d.Seconds())

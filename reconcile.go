@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -84,7 +86,7 @@ const (
 	// inside the idempotency window, got a certain answer.
 	SettledByResend
 	// SettledByExpiry: nothing settled the entry before the idempotency
-	// window closed.
+	// window closed, or nothing ever can (an entry without a body).
 	SettledByExpiry
 )
 
@@ -126,12 +128,14 @@ type Settlement struct {
 // uncertain, and calls of processes that died mid-call. For each entry, in
 // this order, it takes the outcome from a webhook about the entry's
 // reference (see [Reconciler.Observe]); else, once the entry has been free
-// for WithVerifyAfter, from the verify endpoint (GET /payments/verify or
+// for [WithVerifyAfter], from the verify endpoint (GET /payments/verify or
 // /transfers/reference/{ref}); else by sending the same request again with
 // the same key, which Spotflow answers without creating twice as long as it
 // is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
 // Entries still unsettled when the window closes are reported as
-// [OutcomeNeedsHuman].
+// [OutcomeNeedsHuman]. An answer that says nothing of the entry (a 5xx, a
+// connection error, a 429, a 401 or 403 to the Reconciler's credential)
+// leaves it pending, to be tried again after another WithVerifyAfter.
 //
 // Every settled entry is reported once to the onSettle function, then
 // removed from the journal. An entry is claimed while it is being settled,
@@ -151,10 +155,16 @@ type Reconciler struct {
 	owner     string
 
 	mu       sync.Mutex
-	observed map[string]observation // by reference
-	order    []string               // references in observed, oldest first
+	observed map[observed]observation
+	order    []observed      // the keys of observed, oldest first
+	working  map[string]bool // keys being settled: the journal's claim is this Reconciler's for all its goroutines
 	wake     chan struct{}
 }
+
+// observed names what a webhook was about: the kind of resource ("payment",
+// "transfer", "" if the event type does not say) and its reference, since a
+// payment and a transfer may share a reference.
+type observed struct{ kind, ref string }
 
 type observation struct {
 	status string
@@ -171,7 +181,7 @@ type observation struct {
 // the Reconciler sends for entry e, from wherever the caller keeps it; use
 // e.Account (see [ContextWithAccount]) to pick a merchant's. An error from it
 // leaves the entry pending. onSettle receives each [Settlement]; it runs on
-// one of the Reconciler's goroutines, a few at a time, and should return
+// one of the Reconciler's goroutines, up to 4 at once, and should return
 // promptly. Both are required.
 //
 // Besides the transports' options, NewReconciler uses [WithClock],
@@ -189,7 +199,8 @@ func NewReconciler(j Journal, base http.RoundTripper, authorize func(req *http.R
 		onSettle:  onSettle,
 		cfg:       t.cfg,
 		owner:     "reconciler-" + newKey(),
-		observed:  make(map[string]observation),
+		observed:  make(map[observed]observation),
+		working:   make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 	}, nil
 }
@@ -215,39 +226,55 @@ func WithReconcileInterval(d time.Duration) Option {
 }
 
 // Observe gives the Reconciler what a webhook said about the resource with
-// reference: its status and the event's data, as sent at. Any event about a
-// reference proves that the create took effect. Call it from the function
-// given to the webhook package's NewHandler:
+// reference: the event's type (such as "payment_successful"), the
+// resource's status and the event's data, as sent at. Any event about a
+// payment (or transfer) proves that the create of a payment (or transfer)
+// with that reference took effect; the type keeps a payment and a transfer
+// that share a reference apart. Call it from the function given to the
+// webhook package's NewHandler:
 //
 //	func(ctx context.Context, ev webhook.Event) error {
-//		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+//		rec.Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 //		return nil
 //	}
 //
 // Deliveries may repeat and come out of order: the latest event (by at)
 // gives the status. Observe never blocks on the network; the entry is
-// settled by Run, which it wakes. It keeps the last 100,000 references.
-func (r *Reconciler) Observe(reference, status string, at time.Time, data json.RawMessage) {
+// settled by Run, which it wakes. It keeps the last 100,000 resources.
+func (r *Reconciler) Observe(eventType, reference, status string, at time.Time, data json.RawMessage) {
 	if reference == "" {
 		return
 	}
+	k := observed{kind: kindOf(eventType), ref: reference}
 	r.mu.Lock()
-	old, seen := r.observed[reference]
+	old, seen := r.observed[k]
 	if !seen || !at.Before(old.at) {
 		if !seen {
 			if len(r.order) >= maxObserved {
 				delete(r.observed, r.order[0])
 				r.order = r.order[1:]
 			}
-			r.order = append(r.order, reference)
+			r.order = append(r.order, k)
 		}
-		r.observed[reference] = observation{status: status, at: at, data: append(json.RawMessage(nil), data...)}
+		r.observed[k] = observation{status: status, at: at, data: append(json.RawMessage(nil), data...)}
 	}
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// kindOf is the kind of resource an event type or a create's path is
+// about: "payment", "transfer", or "" if it does not say.
+func kindOf(s string) string {
+	switch {
+	case strings.HasPrefix(s, "payment"), strings.Contains(s, "/payments"):
+		return "payment"
+	case strings.HasPrefix(s, "transfer"), strings.Contains(s, "/transfers"):
+		return "transfer"
+	}
+	return ""
 }
 
 // Run settles entries until ctx is done, looking at the journal every
@@ -293,10 +320,13 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error)
 		if ctx.Err() != nil {
 			break
 		}
+		if !r.startWork(e.Key) {
+			continue // this Reconciler is settling it on another goroutine
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { r.endWork(e.Key); <-sem; wg.Done() }()
 			if r.settle(ctx, e) {
 				mu.Lock()
 				left--
@@ -308,23 +338,62 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error)
 	return left, nil
 }
 
+// startWork marks key as being settled by this Reconciler, and reports
+// false if it already is: its claim in the journal cannot tell two of its
+// own goroutines apart.
+func (r *Reconciler) startWork(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.working[key] {
+		return false
+	}
+	r.working[key] = true
+	return true
+}
+
+func (r *Reconciler) endWork(key string) {
+	r.mu.Lock()
+	delete(r.working, key)
+	r.mu.Unlock()
+}
+
 // due reports whether e may be worked on at now: a webhook has told its
 // outcome, or it has been free long enough to ask Spotflow.
 func (r *Reconciler) due(e Entry, now time.Time) bool {
-	if _, ok := r.observation(e.Reference); ok {
+	if _, ok := r.observation(e); ok {
 		return true
 	}
 	return !now.Before(e.Until.Add(r.cfg.verifyAfter))
 }
 
-func (r *Reconciler) observation(ref string) (observation, bool) {
-	if ref == "" {
+// observation returns what webhooks told of e's resource: an event of its
+// kind, or one whose type does not say; for a create to an endpoint of no
+// known kind, an event of any kind.
+func (r *Reconciler) observation(e Entry) (observation, bool) {
+	if e.Reference == "" {
 		return observation{}, false
+	}
+	kinds := []string{"", "payment", "transfer"}
+	if k := kindOf(entryPath(e)); k != "" {
+		kinds = []string{k, ""}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	o, ok := r.observed[ref]
-	return o, ok
+	for _, k := range kinds {
+		if o, ok := r.observed[observed{kind: k, ref: e.Reference}]; ok {
+			return o, true
+		}
+	}
+	return observation{}, false
+}
+
+// entryPath is the path of e's URL, "" if it does not parse.
+func entryPath(e Entry) string {
+	u, err := url.Parse(e.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 // settle claims e, finds its outcome and reports it, and reports whether
@@ -360,7 +429,7 @@ func (r *Reconciler) settle(ctx context.Context, e Entry) bool {
 // re-send; false if none of them could tell.
 func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settlement, bool) {
 	s := Settlement{Entry: e}
-	if o, ok := r.observation(e.Reference); ok {
+	if o, ok := r.observation(e); ok {
 		s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByWebhook, o.status, o.data
 		return s, true
 	}
@@ -371,17 +440,16 @@ func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settl
 			return s, true
 		}
 	}
-	inWindow := now.Before(e.Time.Add(IdempotencyWindow - windowMargin))
-	if !inWindow || e.BodyMissing && e.Reference == "" {
+	switch {
+	case !now.Before(e.Time.Add(IdempotencyWindow - windowMargin)):
 		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
 		s.Err = errors.New("spotflowhttp: outcome unknown and the idempotency window has closed")
-		if inWindow {
-			s.Err = errors.New("spotflowhttp: outcome unknown: no reference to verify and no body to send again")
-		}
 		return s, true
-	}
-	if e.BodyMissing {
-		return s, false // a webhook or verify may yet tell, until the window closes
+	case e.BodyMissing:
+		// No body, so no reference either: nothing can ever tell.
+		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
+		s.Err = errors.New("spotflowhttp: outcome unknown: no reference to verify and no body to send again")
+		return s, true
 	}
 	status, body, ae, err := r.send(ctx, e, e.Method, e.URL, e.Body)
 	if err != nil && ae == nil {

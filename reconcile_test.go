@@ -191,9 +191,13 @@ func TestReconcileByWebhook(t *testing.T) {
 	r := f.reconciler() // the default wait for a webhook, 5 s, has not passed
 	before := f.srv.Stats().Requests
 	at := time.Now()
-	r.Observe("other", "successful", at, nil)
-	r.Observe("ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
-	r.Observe("ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
+	r.Observe("payment_successful", "other", "successful", at, nil)
+	r.Observe("transfer_successful", "ord-1", "successful", at, nil) // a transfer sharing the reference
+	if left := f.once(r); left != 1 || len(f.settlements()) != 0 {
+		t.Fatalf("a transfer's webhook settled a payment: %d left, %d settled", left, len(f.settlements()))
+	}
+	r.Observe("payment_successful", "ord-1", "successful", at, json.RawMessage(`{"reference":"ord-1","status":"successful"}`))
+	r.Observe("payment_successful", "ord-1", "pending", at.Add(-time.Second), json.RawMessage(`{"status":"pending"}`)) // late and older
 	if left := f.once(r); left != 0 {
 		t.Fatalf("%d left", left)
 	}
@@ -261,16 +265,18 @@ func TestReconcileAuthorizeFails(t *testing.T) {
 	}
 }
 
-// TestReconcilersSettleEachOnce: three reconcilers on one journal, racing
-// over 30 entries, report each exactly once.
+// TestReconcilersSettleEachOnce: three reconcilers on one journal, one of
+// them from two goroutines, racing over 30 entries, report each exactly
+// once.
 func TestReconcilersSettleEachOnce(t *testing.T) {
 	f := newReconcileFixture(t, faults(spotflowtest.FaultResetAfterCommit))
 	const n = 30
 	for i := range n {
 		f.uncertain("/payments", payment(fmt.Sprintf("ord-%d", i)))
 	}
+	a := f.reconciler(spotflowhttp.WithVerifyAfter(0))
 	rs := []*spotflowhttp.Reconciler{
-		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
+		a, a, // one Reconciler used from two goroutines, as Run and ReconcileOnce might be
 		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
 		f.reconciler(spotflowhttp.WithVerifyAfter(0)),
 	}
@@ -310,7 +316,7 @@ func TestReconcilerRunStopsAndWakes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	r.Observe("ord-1", "successful", time.Now(), nil)
+	r.Observe("payment_successful", "ord-1", "successful", time.Now(), nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(f.settlements()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -355,7 +361,7 @@ func TestReconcileBySignedWebhook(t *testing.T) {
 		spotflowtest.WithWebhooks(spotflowtest.Webhooks{Duplicates: 1, BadSignature: 0.3}))
 	var rec *spotflowhttp.Reconciler
 	hooks, err := webhook.NewHandler(f.srv.WebhookSecret(), func(_ context.Context, ev webhook.Event) error {
-		rec.Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+		rec.Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 		return nil
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +28,10 @@ import (
 type RetryTransport struct {
 	base http.RoundTripper
 	cfg  *config
+
+	// netHTTP: the requests go to net/http's Transport, which reports in
+	// a client trace every connection it gets for a request.
+	netHTTP bool
 }
 
 var _ http.RoundTripper = (*RetryTransport)(nil)
@@ -38,7 +43,13 @@ func NewRetryTransport(base http.RoundTripper, opts ...Option) *RetryTransport {
 }
 
 func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
-	return &RetryTransport{base: baseOrDefault(base), cfg: cfg}
+	base = baseOrDefault(base)
+	below := base
+	if rl, ok := below.(*RateLimitTransport); ok {
+		below = rl.base
+	}
+	_, netHTTP := below.(*http.Transport)
+	return &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
@@ -177,8 +188,12 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 		}
 		c.attempts++
-		c.delivered.Store(0)
+		c.conns.Store(0)
 		resp, err := send(t.base, r)
+		// Without a connection, nothing of the attempt left (a dial, a TLS
+		// handshake or a wait for a free connection failed or was cut
+		// short); only a base known to report connections tells.
+		c.unsent = err != nil && c.tracing && t.netHTTP && c.conns.Load() == 0
 		if c.resent(resp, err) {
 			c.maybeSent = true
 		}
@@ -280,6 +295,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 			return nil, false // refused below us, or the caller gave up
 		}
 		sent, transient := connErrorInfo(err)
+		sent = sent && !c.unsent
 		c.maybeSent = c.maybeSent || sent
 		if !transient {
 			rt.stop(StopPermanent, nil, 0, err)
@@ -524,7 +540,8 @@ func http2ErrorInfo(err error) (sent, ok bool) {
 		strings.Contains(msg, "http2: client connection lost"),
 		strings.Contains(msg, "http2: client connection force closed"):
 		return true, true
-	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"):
+	case strings.Contains(msg, "http2: Transport received Server's graceful shutdown GOAWAY"),
+		strings.Contains(msg, "http2: Transport received GOAWAY from server ErrCode:"):
 		return false, true // above the last stream id: never taken
 	}
 	return false, false
@@ -544,7 +561,7 @@ func newRetryBudget(burst int) *retryBudget {
 	if burst <= 0 {
 		return nil
 	}
-	b := &retryBudget{max: int64(burst) * retryCost}
+	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost}
 	b.tokens.Store(b.max)
 	return b
 }

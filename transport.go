@@ -67,7 +67,7 @@ func WithHaltOnEscalate() Option {
 	return optionFunc(func(cfg *config) { cfg.haltOnEscalate = true })
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
@@ -145,7 +145,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 		if resp != nil { // a broken RoundTripper; the contract says ignore resp
 			discard(resp)
 		}
-		e := asError(err)
+		e := c.asError(err)
 		if e.Attempts == 0 {
 			e.Attempts = c.attempts
 			if !e.local {
@@ -190,13 +190,14 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 	return resp, nil
 }
 
-// asError turns an error from below into an *Error. Errors that are not
-// already one are connection errors.
-func asError(err error) *Error {
+// asError turns an error from below, which ended the call, into an *Error.
+// Errors that are not already one are connection errors of its last
+// attempt.
+func (c *call) asError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
 	sent, _ := connErrorInfo(err)
-	return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}
+	return &Error{Category: CategoryRetry, Uncertain: sent && !c.unsent, Err: err, kind: ErrAPIConnection}
 }

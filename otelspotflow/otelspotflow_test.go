@@ -215,7 +215,8 @@ func TestMetricsOfARefusal(t *testing.T) {
 	h := newHarness(t, []spotflowtest.Option{spotflowtest.WithRateLimit(0.1, 1)})
 	ctx := context.Background()
 	h.do(ctx, "GET", "/payments/verify?reference=r1", "") // Remaining: 0, reset in 10 s
-	dl, cancel := context.WithDeadline(ctx, h.clock.Now().Add(time.Second))
+	// Before the 10 s hold ends, with room: the deadline is in real time.
+	dl, cancel := context.WithDeadline(ctx, h.clock.Now().Add(5*time.Second))
 	defer cancel()
 	h.do(dl, "GET", "/payments/verify?reference=r1", "")
 	c := h.collect()

@@ -41,7 +41,7 @@ func openJournaled(api target) *journaled {
 	jr.open()
 	if secret := api.Sim.WebhookSecret(); secret != "" {
 		hooks, err := webhook.NewHandler(secret, func(_ context.Context, ev webhook.Event) error {
-			jr.rec.Load().Observe(ev.Reference, ev.Status, ev.Timestamp, ev.Data)
+			jr.rec.Load().Observe(ev.Type, ev.Reference, ev.Status, ev.Timestamp, ev.Data)
 			return nil
 		})
 		if err != nil {
