@@ -190,10 +190,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		c.attempts++
 		c.conns.Store(0)
 		resp, err := send(t.base, r)
-		// Without a connection, nothing of the attempt left (a dial, a TLS
-		// handshake or a wait for a free connection failed or was cut
-		// short); only a base known to report connections tells.
-		c.unsent = err != nil && c.tracing && t.netHTTP && c.conns.Load() == 0
+		c.unsent = c.unconnected(err, t.netHTTP)
 		if c.resent(resp, err) {
 			c.maybeSent = true
 		}
