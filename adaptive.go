@@ -3,6 +3,7 @@ package spotflowhttp
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -40,6 +41,14 @@ import (
 // takes the pace it reached, divided by how far above the limit probes got
 // while the limit held.
 //
+// When the answers carry X-RateLimit-Remaining and X-RateLimit-Limit (as
+// Spotflow's and spotflowtest's do), the bank need not run dry to be
+// measured: the tokens reported half a second apart, with the admissions in
+// between, give the rate, and the pace steers the bank to half full, so
+// that no 429 comes and no hold until X-RateLimit-Reset (which lasts until
+// the bank is full again) either. X-RateLimit-Remaining 0 still counts as a
+// 429 that was not sent.
+//
 // Each congestion is acted on once: a 429 to a request sent before the
 // cool-down of the last one ended is the same congestion. A cut that rests
 // on fewer than ten admissions is at most by half (the traffic was too
@@ -47,7 +56,11 @@ import (
 // Time is counted in traffic, not on the wall clock, so a client that
 // idles does not drift into probing at rates it never tried.
 type adaptiveLimiter struct {
-	lim     *rate.Limiter
+	// lim paces the requests. A 429 replaces it: the turns handed out
+	// before it fell in the pause, and a request that held one takes a new
+	// one after the pause instead of queueing behind every other's stale
+	// turn (at 1 req/s, 16 workers' stale turns were 16 s).
+	lim     atomic.Pointer[rate.Limiter]
 	ceiling rate.Limit
 
 	mu        sync.Mutex
@@ -59,6 +72,16 @@ type adaptiveLimiter struct {
 	count     int        // admissions sent after last
 	used      float64    // seconds of traffic at the pace since resume
 	overshoot rate.Limit // pace reached ÷ limit, of the last probe that found the limit unchanged
+
+	// Steering by X-RateLimit-Remaining: the last answer that carried it,
+	// the admissions counted then, and the rate measured from the tokens
+	// it reported (0 until measured; then the pace follows it, not the
+	// phases above).
+	seenAt  time.Time
+	seenRem int
+	seenN   int
+	total   int // every admission so far
+	steered rate.Limit
 
 	// The interval that ended at last, which answers still on their way
 	// when its 429 came back belong to.
@@ -80,6 +103,9 @@ const (
 	maxCut        = 0.5
 	adaptiveFloor = 0.05 // requests a second
 	slotWidth     = 100 * time.Millisecond
+	steerEvery    = 500 * time.Millisecond
+	steerGain     = 0.25
+	steerCut      = 0.5
 )
 
 func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
@@ -87,8 +113,13 @@ func newAdaptiveLimiter(ceiling rate.Limit) *adaptiveLimiter {
 	if ceiling > 0 {
 		start = ceiling
 	}
-	return &adaptiveLimiter{lim: rate.NewLimiter(start, 1), ceiling: ceiling, pace: start, bank: -1}
+	a := &adaptiveLimiter{ceiling: ceiling, pace: start, bank: -1}
+	a.lim.Store(rate.NewLimiter(start, 1))
+	return a
 }
+
+// limiter is the rate.Limiter that paces requests now.
+func (a *adaptiveLimiter) limiter() *rate.Limiter { return a.lim.Load() }
 
 // admitted counts a request sent at sent that Spotflow did not throttle,
 // and moves the pace on.
@@ -99,7 +130,10 @@ func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 	if i := sent.UnixNano() / int64(slotWidth); i > a.slot-int64(len(a.slots)) && i <= a.slot {
 		a.slots[i%int64(len(a.slots))]++
 	}
+	a.total++
 	switch {
+	case a.steered > 0:
+		// The server's own figures pace it: see remaining.
 	case a.est == 0:
 		if a.ceiling == 0 {
 			a.setPace(now, a.pace+startGain)
@@ -120,6 +154,56 @@ func (a *adaptiveLimiter) admitted(now, sent time.Time) {
 		}
 		a.setPace(now, p)
 	}
+}
+
+// remaining takes the X-RateLimit-Remaining (rem) and X-RateLimit-Limit
+// (limit) of the answer to a request sent at sent, which was admitted
+// (and counted). The tokens the server reports, with the admissions in
+// between, measure its rate without waiting for its bank to run dry: over
+// half a second or more, rate = (rem − rem before + admissions) ÷ time,
+// exact while the bank neither spilled (full) nor ran dry. The pace then
+// steers the bank to half full: the rate, 25 % faster when the bank is
+// full (which also makes a full bank, where the measure only says "at
+// least", a probe for a higher limit), 25 % slower when it is empty.
+func (a *adaptiveLimiter) remaining(now, sent time.Time, rem, limit int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seenAt.IsZero() || sent.Before(a.seenAt) {
+		a.seenAt, a.seenRem, a.seenN = sent, rem, a.total
+		return
+	}
+	d := sent.Sub(a.seenAt)
+	if d < steerEvery {
+		return
+	}
+	r := perSecond(rem-a.seenRem+a.total-a.seenN, d)
+	spilled := rem >= limit-1 || a.seenRem >= limit-1
+	switch {
+	case r <= 0:
+	case a.steered == 0 || spilled:
+		a.steered = max(r, a.steered*rate.Limit(btoi(!spilled))) // a full bank says "at least"
+	default:
+		a.steered = (a.steered + r) / 2
+	}
+	a.seenAt, a.seenRem, a.seenN = sent, rem, a.total
+	if a.steered == 0 {
+		return
+	}
+	a.est = a.steered
+	// x is how far the bank is from half full, -1 (empty) to 1 (full).
+	x := 2*float64(rem)/float64(limit) - 1
+	m := 1 + steerGain*x
+	if x < 0 {
+		m = 1 + steerCut*x // below half, slow down harder: a drained bank holds everything until it is full
+	}
+	a.setPace(now, a.steered*rate.Limit(m))
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // throttled takes a sign that the server's bank was empty when a request
@@ -167,7 +251,11 @@ func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duratio
 	a.est = min(max(est, floor), a.pace) // a 429 never raises the pace
 	a.prevLast, a.prevCount = a.last, a.count
 	a.last, a.resume, a.count, a.used, a.bank = sent, now.Add(retryAfter), 0, 0, -1
-	a.setPace(now, a.holdPace())
+	a.pace = a.holdPace()
+	if a.ceiling > 0 {
+		a.pace = min(a.pace, a.ceiling)
+	}
+	a.lim.Store(rate.NewLimiter(a.pace, 1))
 }
 
 // refills says that the server holds its requests until until, when its
@@ -198,7 +286,7 @@ func (a *adaptiveLimiter) setPace(now time.Time, p rate.Limit) {
 	}
 	if p != a.pace {
 		a.pace = p
-		a.lim.SetLimitAt(now, p)
+		a.lim.Load().SetLimitAt(now, p)
 	}
 }
 

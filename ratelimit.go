@@ -265,7 +265,7 @@ func (t *RateLimitTransport) pace(req *http.Request, s *scope, lim Limiter) erro
 		}
 	}
 	if s.adaptive != nil {
-		if err := t.reserve(req, RateLimitAdaptive, s.adaptive.lim); err != nil {
+		if err := t.reserve(req, RateLimitAdaptive, s.adaptive.limiter()); err != nil {
 			return err
 		}
 	}
@@ -424,7 +424,13 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {
-		s.adaptive.admitted(t.cfg.clock.Now(), sent)
+		now := t.cfg.clock.Now()
+		s.adaptive.admitted(now, sent)
+		if rem, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Remaining"))); err == nil {
+			if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+				s.adaptive.remaining(now, sent, rem, limit)
+			}
+		}
 	}
 	// Canonical keys: no allocation on the hot path.
 	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {

@@ -258,6 +258,10 @@ func simulate(clock *simClock, srv *simServer, rt http.RoundTripper, workers int
 				req, _ := http.NewRequest("GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
 				resp, err := rt.RoundTrip(req)
 				if err != nil {
+					// Refused locally (a wait over the cap): a caller would
+					// not retry in a tight loop, and in virtual time one that
+					// did would stop the clock.
+					clock.Sleep(req.Context(), 100*time.Millisecond)
 					continue
 				}
 				resp.Body.Close()
