@@ -127,15 +127,6 @@ func (c *call) resent(resp *http.Response, err error) bool {
 	return !h2
 }
 
-// unconnected reports whether the current attempt, which ended with err,
-// failed before net/http had a connection for it (a dial, a TLS handshake
-// or a wait for a free connection, failed or cut short), so that nothing
-// of it was sent. Only a base known to report its connections (netHTTP:
-// net/http's Transport) tells; for any other it says false.
-func (c *call) unconnected(err error, netHTTP bool) bool {
-	return err != nil && c.tracing && netHTTP && c.conns.Load() == 0
-}
-
 // callOf returns the call req belongs to, or nil.
 func callOf(req *http.Request) *call {
 	if req == nil {
