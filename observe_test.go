@@ -183,22 +183,29 @@ func TestObserverRetryReasons(t *testing.T) {
 			if tc.status == 0 && !errors.Is(ev.Err, syscall.ECONNRESET) {
 				t.Errorf("Err = %v, want the connection error", ev.Err)
 			}
-			if stops := only[spotflowhttp.StopEvent](rec); len(stops) != 0 {
-				t.Errorf("a call that succeeded reported a stop: %+v", stops)
-			}
-			attempts := only[spotflowhttp.AttemptEvent](rec)
-			if len(attempts) != 2 || attempts[0].Attempt != 1 || attempts[1].Attempt != 2 || attempts[1].RequestInfo != want {
-				t.Errorf("attempts = %+v, want 1 and 2", attempts)
-			}
-			done := only[spotflowhttp.CallEvent](rec)
-			if len(done) != 1 || done[0].Attempts != 2 || done[0].Outcome != spotflowhttp.CallSuccess ||
-				done[0].Category != spotflowhttp.CategoryNone || done[0].StatusCode != 200 || done[0].Duration != tc.wait {
-				t.Errorf("call done = %+v, want 2 attempts, success, status 200, %v", done, tc.wait)
-			}
-			if n := spotflowhttp.AttemptsOf(resp); n != 2 {
-				t.Errorf("AttemptsOf = %d, want 2", n)
-			}
+			checkSucceededOnSecondAttempt(t, rec, resp, want, tc.wait)
 		})
+	}
+}
+
+// checkSucceededOnSecondAttempt checks the events of a call that succeeded
+// on its second attempt, after waiting wait.
+func checkSucceededOnSecondAttempt(t *testing.T, rec *recording, resp *http.Response, want spotflowhttp.RequestInfo, wait time.Duration) {
+	t.Helper()
+	if stops := only[spotflowhttp.StopEvent](rec); len(stops) != 0 {
+		t.Errorf("a call that succeeded reported a stop: %+v", stops)
+	}
+	attempts := only[spotflowhttp.AttemptEvent](rec)
+	if len(attempts) != 2 || attempts[0].Attempt != 1 || attempts[1].Attempt != 2 || attempts[1].RequestInfo != want {
+		t.Errorf("attempts = %+v, want 1 and 2", attempts)
+	}
+	done := only[spotflowhttp.CallEvent](rec)
+	if len(done) != 1 || done[0].Attempts != 2 || done[0].Outcome != spotflowhttp.CallSuccess ||
+		done[0].Category != spotflowhttp.CategoryNone || done[0].StatusCode != 200 || done[0].Duration != wait {
+		t.Errorf("call done = %+v, want 2 attempts, success, status 200, %v", done, wait)
+	}
+	if n := spotflowhttp.AttemptsOf(resp); n != 2 {
+		t.Errorf("AttemptsOf = %d, want 2", n)
 	}
 }
 

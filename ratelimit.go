@@ -409,7 +409,10 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 	if resp.StatusCode == http.StatusTooManyRequests {
 		now := t.cfg.clock.Now()
 		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
-		if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
+		if !ok || d > maxCoolDown {
+			d = 0 // none, or absurd: not obeyed, nor the end of this congestion
+		}
+		if d > 0 {
 			until := now.Add(d)
 			if extend(&s.coolUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
 				t.cfg.coolDownStarted(req, RateLimitCoolDown, now, until, resp)
@@ -418,9 +421,6 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
 		}
 		if s.adaptive != nil {
-			if d > maxCoolDown {
-				d = 0 // not obeyed, so not the end of this congestion either
-			}
 			s.adaptive.throttled(now, sent, d)
 		}
 	} else if s.adaptive != nil {

@@ -182,21 +182,12 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		c.traceResends()
 	}
 	r := req
+	if err := rt.ctx.Err(); err != nil {
+		closeBody(r) // the caller gave up before anything was sent
+		return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+	}
 	for attempt := 1; ; attempt++ {
-		if err := rt.ctx.Err(); err != nil && attempt == 1 {
-			closeBody(r) // the caller gave up before anything was sent
-			return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
-		}
-		c.attempts++
-		c.conns.Store(0)
-		resp, err := send(t.base, r)
-		// Without a connection, nothing of the attempt left (a dial, a TLS
-		// handshake or a wait for a free connection failed or was cut
-		// short); only a base known to report connections tells.
-		c.unsent = err != nil && c.tracing && t.netHTTP && c.conns.Load() == 0
-		if c.resent(resp, err) {
-			c.maybeSent = true
-		}
+		resp, err := rt.send(r)
 		if attempt > 1 && isLocal(err) {
 			// Refused below us: the retry never left. Keep the answer we had.
 			if resp, kerr, ok := rt.keepPrevious(); ok {
@@ -228,6 +219,22 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		}
 		r = next
 	}
+}
+
+// send sends one attempt and notes what net/http did with it.
+func (rt *retrier) send(r *http.Request) (*http.Response, error) {
+	c := rt.c
+	c.attempts++
+	c.conns.Store(0)
+	resp, err := send(rt.t.base, r)
+	// Without a connection, nothing of the attempt left (a dial, a TLS
+	// handshake or a wait for a free connection failed or was cut short);
+	// only a base known to report connections tells.
+	c.unsent = err != nil && c.tracing && rt.t.netHTTP && c.conns.Load() == 0
+	if c.resent(resp, err) {
+		c.maybeSent = true
+	}
+	return resp, err
 }
 
 // resendable reports whether net/http itself may send req again on a dead
