@@ -250,7 +250,9 @@ func (a *adaptiveLimiter) throttled(now, sent time.Time, retryAfter time.Duratio
 	}
 	a.est = min(max(est, floor), a.pace) // a 429 never raises the pace
 	a.prevLast, a.prevCount = a.last, a.count
-	a.last, a.resume, a.count, a.used, a.bank = sent, now.Add(retryAfter), 0, 0, -1
+	// Without a pause to wait out (no Retry-After, or one not obeyed), the
+	// 429s of the next second are still this congestion's.
+	a.last, a.resume, a.count, a.used, a.bank = sent, now.Add(max(retryAfter, time.Second)), 0, 0, -1
 	a.pace = a.holdPace()
 	if a.ceiling > 0 {
 		a.pace = min(a.pace, a.ceiling)

@@ -421,13 +421,13 @@ func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, r
 func (t *RateLimitTransport) learnFrom429(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
 	now := t.cfg.clock.Now()
 	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
-	if ok && d > 0 && d <= maxCoolDown { // a longer one is absurd: not obeyed
+	if !ok || d > maxCoolDown {
+		d = 0 // none, or absurd: not obeyed, nor the end of this congestion
+	}
+	if d > 0 {
 		t.startPause(req, s, lim, RateLimitCoolDown, &s.coolUntil, now, now.Add(d), resp)
 	}
 	if s.adaptive != nil {
-		if d > maxCoolDown {
-			d = 0 // not obeyed, so not the end of this congestion either
-		}
 		s.adaptive.throttled(now, sent, d)
 	}
 }
