@@ -748,3 +748,43 @@ func TestResolveDuplicatesCheckout(t *testing.T) {
 		t.Errorf("Charges = %d, want 1", n)
 	}
 }
+
+// failingBody is a request or response body whose every read fails.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("disk gone") }
+
+func (failingBody) Close() error { return nil }
+
+// WithReference reads the body before anything is sent; if that read
+// fails, nothing is sent: the call fails at once, certain, with the read
+// error, and leaves no journal entry.
+func TestReferenceBodyReadErrorSendsNothing(t *testing.T) {
+	j := spotflowhttp.NewMemoryJournal()
+	sent := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent++
+		_, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithReference("reference"),
+		spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", failingBody{})
+	req.GetBody = func() (io.ReadCloser, error) { return failingBody{}, nil }
+	req.ContentLength = 10
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v, want an *Error", err)
+	}
+	if sent != 0 || e.Uncertain || e.Attempts != 0 || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("sent %d times, err %v; want nothing sent, 0 attempts, not uncertain, the read error", sent, err)
+	}
+	if p, _ := j.Pending(context.Background()); len(p) != 0 {
+		t.Errorf("%d journal entries pending, want 0", len(p))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -543,5 +544,22 @@ func TestRefusedRetryKeepsConnectionError(t *testing.T) {
 	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) || !errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, spotflowhttp.ErrRateLimit) || !e.Uncertain || e.Attempts != 1 {
 		t.Fatalf("err = %v (%#v)", err, e)
+	}
+}
+
+// A very large retry budget, meant as "no limit in practice", must not
+// overflow into a budget that allows no retry.
+func TestLargeRetryBudgetStillRetries(t *testing.T) {
+	attempts := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if attempts++; attempts == 1 {
+			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(math.MaxInt/4+1))
+	resp, err := roundTrip(t, tr, context.Background(), "")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v after %d attempts; want a retry to the 200", err, attempts)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,19 +32,26 @@ type AdaptiveConfig struct {
 	// Settle is how long after each change of the limit the goodput is not
 	// judged (the time allowed to find it): the 10 s.
 	Settle time.Duration
+	// Headers has the server send X-RateLimit-Limit (its bucket's size),
+	// X-RateLimit-Remaining (the whole tokens left) and X-RateLimit-Reset
+	// (the Unix second the bucket will be full) on every answer, as
+	// spotflowtest does.
+	Headers bool
 }
 
 // AdaptiveScenarios are the runs of cmd/compare -adaptive: 16 workers
 // against a fixed 50 req/s for 20 s, and against a limit that goes
-// 50 → 20 → 80 req/s, 20 s each.
+// 50 → 20 → 80 req/s, 20 s each, without and with X-RateLimit headers.
 func AdaptiveScenarios() []AdaptiveConfig {
+	changing := []LimitStep{
+		{Rate: 50, Duration: 20 * time.Second},
+		{Rate: 20, Duration: 20 * time.Second},
+		{Rate: 80, Duration: 20 * time.Second},
+	}
 	return []AdaptiveConfig{
 		{Name: "fixed 50 req/s", Steps: []LimitStep{{Rate: 50, Duration: 20 * time.Second}}},
-		{Name: "50 → 20 → 80 req/s", Settle: 10 * time.Second, Steps: []LimitStep{
-			{Rate: 50, Duration: 20 * time.Second},
-			{Rate: 20, Duration: 20 * time.Second},
-			{Rate: 80, Duration: 20 * time.Second},
-		}},
+		{Name: "50 → 20 → 80 req/s", Settle: 10 * time.Second, Steps: changing},
+		{Name: "50 → 20 → 80 req/s, X-RateLimit headers", Settle: 10 * time.Second, Steps: slices.Clone(changing), Headers: true},
 	}
 }
 
@@ -95,7 +103,14 @@ func Adaptive(ctx context.Context, cfg AdaptiveConfig) (AdaptiveResult, error) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		count(res.Hits, start)
 		w.Header().Set("Content-Type", "application/json")
-		if wait, ok := bucket.take(time.Now()); !ok {
+		wait, ok := bucket.take(time.Now())
+		if cfg.Headers {
+			limit, rem, reset := bucket.state(time.Now())
+			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(limit))
+			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(rem))
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
+		}
+		if !ok {
 			count(res.Got429, start)
 			w.Header().Set("Retry-After", strconv.Itoa(wait))
 			w.WriteHeader(http.StatusTooManyRequests)
@@ -160,6 +175,23 @@ func (b *tokenBucket) set(now time.Time, rate, burst float64) {
 	}
 	b.rate, b.burst = rate, burst
 	b.tokens = math.Min(b.tokens, burst)
+}
+
+// state is the bucket's size, its whole tokens left and the Unix second at
+// which it will be full, for the X-RateLimit headers.
+func (b *tokenBucket) state(now time.Time) (limit, remaining int, reset int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tokens := b.tokens
+	if now.After(b.last) {
+		tokens = math.Min(b.burst, tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	full := now.Add(time.Duration((b.burst - tokens) / b.rate * float64(time.Second)))
+	reset = full.Unix()
+	if full.Nanosecond() != 0 {
+		reset++
+	}
+	return int(b.burst), int(tokens), reset
 }
 
 // Window is the goodput of one limit of an adaptive run, from Settle after

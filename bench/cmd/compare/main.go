@@ -5,7 +5,7 @@
 //
 //	go run ./cmd/compare                  # outage only, a few seconds
 //	go run ./cmd/compare -limits -chaos   # everything, about two minutes
-//	go run ./cmd/compare -outage=false -adaptive  # adaptive pacing, fixed and changing limit, 80 s
+//	go run ./cmd/compare -outage=false -adaptive  # adaptive pacing, fixed and changing limit, 140 s
 //	go run ./cmd/compare -outage=false -shared   # redislimit, 4 and 16 processes, about 90 s
 package main
 
@@ -27,7 +27,7 @@ func main() {
 	outage := flag.Bool("outage", true, "run the outage comparison")
 	limits := flag.Bool("limits", false, "run the rate-limit comparison (Duration per client)")
 	chaos := flag.Bool("chaos", false, "run the correctness comparison under injected faults")
-	adaptive := flag.Bool("adaptive", false, "run spotflowhttp's adaptive pacing against a fixed and a changing limit (80 s)")
+	adaptive := flag.Bool("adaptive", false, "run spotflowhttp's adaptive pacing against a fixed and a changing limit, with and without X-RateLimit headers (140 s)")
 	n := flag.Int("n", 1000, "outage: sequential requests per client")
 	workers := flag.Int("workers", 16, "limits and chaos: concurrent workers")
 	duration := flag.Duration("duration", 20*time.Second, "limits: run time per client")
@@ -78,7 +78,7 @@ func main() {
 			cfg.Workers = *workers
 			res, err := bench.Adaptive(ctx, cfg)
 			check(err)
-			fmt.Printf("## Adaptive pacing, %s: %d workers, 429 + Retry-After, no X-RateLimit headers\n\n%s\n%s\n", cfg.Name, cfg.Workers, res.Summary(), res.Curve())
+			fmt.Printf("## Adaptive pacing, %s: %d workers, 429 + Retry-After\n\n%s\n%s\n", cfg.Name, cfg.Workers, res.Summary(), res.Curve())
 		}
 	}
 	if *chaos {
