@@ -236,3 +236,40 @@ func TestAdaptiveRateLimitGoodput(t *testing.T) {
 		t.Errorf("429 share %.2f %%, want <= 10 %%", share*100)
 	}
 }
+
+// A Retry-After too far away to obey (over an hour) starts no cool-down;
+// it must not teach adaptive pacing either: taken as the end of the
+// congestion, it made every later 429 look like the same congestion for
+// days: adaptive pacing was off and the cool-downs alone paced, one 429
+// each (1.6 % of the requests against a server enforcing 50 req/s).
+func TestAdaptiveIgnoresAbsurdRetryAfter(t *testing.T) {
+	clock := newFakeClock()
+	lim := rate.NewLimiter(50, 50)
+	var ok, r429 int
+	base := &timedBase{clock: clock, answer: func(now time.Time, n int, r *http.Request) (int, http.Header) {
+		res := lim.ReserveN(now, 1)
+		if d := res.DelayFrom(now); d > 0 {
+			res.CancelAt(now)
+			r429++
+			ra := strconv.Itoa(int(math.Ceil(d.Seconds())))
+			if r429 == 1 {
+				ra = "999999" // about 11.5 days
+			}
+			return 429, headers("Retry-After", ra)
+		}
+		ok++
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithAdaptiveRateLimit())
+	start := clock.Now()
+	for clock.Now().Sub(start) < time.Minute {
+		roundTrip(t, tr, context.Background(), "")
+		clock.Advance(time.Millisecond)
+	}
+	share := float64(r429) / float64(ok+r429)
+	goodput := float64(ok) / clock.Now().Sub(start).Seconds()
+	t.Logf("%.1f req/s, %d of %d requests answered 429 (%.2f %%)", goodput, r429, ok+r429, share*100)
+	if share > 0.005 || goodput < 40 {
+		t.Errorf("%.1f req/s with %.2f %% of requests answered 429; want at least 40 req/s and at most 0.5 %%", goodput, share*100)
+	}
+}

@@ -115,6 +115,27 @@ func TestChaos(t *testing.T) {
 	// Hold every outcome against the ledger.
 	errs := errorLimiter{t: t, max: 20}
 	ledger := srv.Payments()
+	byOrder := chargedOnce(&errs, ledger)
+	tally := chaosTally{endings: map[string]int{}}
+	for i, r := range results {
+		tally.check(&errs, orderID(i), r, byOrder[orderID(i)], &maybeSent)
+	}
+	if len(ledger) != tally.confirmed+tally.charged {
+		errs.Errorf("the ledger has %d payments; the client knows of %d", len(ledger), tally.confirmed+tally.charged)
+	}
+	errs.flush()
+
+	st := srv.Stats()
+	t.Logf("%d payments from %d goroutines: %d confirmed, %d uncertain then verified charged, %d uncertain then verified not charged; uncertain calls ended with %v",
+		n, workers, tally.confirmed, tally.charged, tally.notCharged, tally.endings)
+	t.Logf("server: %d requests (%.2f per payment), %d 429s, %d resets, %d 500s, %d proxy errors, %d outage 503s, %d idempotent replays",
+		st.Requests, float64(st.Requests)/float64(n), st.RateLimited, st.Resets, st.ServerErrors, st.ProxyErrors, st.OutageErrors, st.Replayed)
+	t.Logf("wall time: %v sending, %v in all", sent.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// chargedOnce indexes ledger by order id, and reports a reference charged
+// more than once.
+func chargedOnce(errs *errorLimiter, ledger []spotflowtest.Payment) map[string][]spotflowtest.Payment {
 	byOrder := make(map[string][]spotflowtest.Payment, len(ledger))
 	byReference := make(map[string]int, len(ledger))
 	for _, p := range ledger {
@@ -126,55 +147,51 @@ func TestChaos(t *testing.T) {
 			errs.Errorf("reference %s charged %d times", ref, k)
 		}
 	}
-	var confirmed, charged, notCharged int
-	endings := map[string]int{} // how the uncertain calls ended
-	for i, r := range results {
-		order := orderID(i)
-		got := byOrder[order]
-		if len(got) > 1 {
-			errs.Errorf("%s charged %d times", order, len(got))
-		}
-		switch {
-		case r.other != nil:
-			errs.Errorf("%s: %v", order, r.other)
-		case r.key == "":
-			errs.Errorf("%s: no idempotency key (confirmed %v, err %v)", order, r.confirmed, r.err)
-		case r.confirmed:
-			confirmed++
-			if len(got) != 1 || got[0].Reference != r.key {
-				errs.Errorf("%s: confirmed with key %s, but the ledger has %+v", order, r.key, got)
-			}
-		case !r.err.Uncertain:
-			_, maybe := maybeSent.Load(r.key)
-			errs.Errorf("%s: %v; want confirmed or an uncertain *Error (an earlier attempt may have been processed: %v; charged %d times)",
-				order, r.err, maybe, len(got))
-		case r.verifyErr != nil:
-			errs.Errorf("%s: verify %s: %v", order, r.key, r.verifyErr)
-		case r.found:
-			charged++
-			endings[ending(r.err)]++
-			if len(got) != 1 || got[0].Reference != r.key {
-				errs.Errorf("%s: verify found reference %s, but the ledger has %+v", order, r.key, got)
-			}
-		default:
-			notCharged++
-			endings[ending(r.err)]++
-			if len(got) != 0 {
-				errs.Errorf("%s: verify found no payment with reference %s, but the ledger has %+v", order, r.key, got)
-			}
-		}
-	}
-	if len(ledger) != confirmed+charged {
-		errs.Errorf("the ledger has %d payments; the client knows of %d", len(ledger), confirmed+charged)
-	}
-	errs.flush()
+	return byOrder
+}
 
-	st := srv.Stats()
-	t.Logf("%d payments from %d goroutines: %d confirmed, %d uncertain then verified charged, %d uncertain then verified not charged; uncertain calls ended with %v",
-		n, workers, confirmed, charged, notCharged, endings)
-	t.Logf("server: %d requests (%.2f per payment), %d 429s, %d resets, %d 500s, %d proxy errors, %d outage 503s, %d idempotent replays",
-		st.Requests, float64(st.Requests)/float64(n), st.RateLimited, st.Resets, st.ServerErrors, st.ProxyErrors, st.OutageErrors, st.Replayed)
-	t.Logf("wall time: %v sending, %v in all", sent.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+// chaosTally counts how the calls of a chaos run ended.
+type chaosTally struct {
+	confirmed, charged, notCharged int
+	endings                        map[string]int // how the uncertain calls ended
+}
+
+// check holds the result r of the call for order against got, the
+// ledger's payments for that order, and counts it. maybeSent holds the
+// keys of calls with an attempt that may have been processed.
+func (c *chaosTally) check(errs *errorLimiter, order string, r chaosResult, got []spotflowtest.Payment, maybeSent *sync.Map) {
+	if len(got) > 1 {
+		errs.Errorf("%s charged %d times", order, len(got))
+	}
+	switch {
+	case r.other != nil:
+		errs.Errorf("%s: %v", order, r.other)
+	case r.key == "":
+		errs.Errorf("%s: no idempotency key (confirmed %v, err %v)", order, r.confirmed, r.err)
+	case r.confirmed:
+		c.confirmed++
+		if len(got) != 1 || got[0].Reference != r.key {
+			errs.Errorf("%s: confirmed with key %s, but the ledger has %+v", order, r.key, got)
+		}
+	case !r.err.Uncertain:
+		_, maybe := maybeSent.Load(r.key)
+		errs.Errorf("%s: %v; want confirmed or an uncertain *Error (an earlier attempt may have been processed: %v; charged %d times)",
+			order, r.err, maybe, len(got))
+	case r.verifyErr != nil:
+		errs.Errorf("%s: verify %s: %v", order, r.key, r.verifyErr)
+	case r.found:
+		c.charged++
+		c.endings[ending(r.err)]++
+		if len(got) != 1 || got[0].Reference != r.key {
+			errs.Errorf("%s: verify found reference %s, but the ledger has %+v", order, r.key, got)
+		}
+	default:
+		c.notCharged++
+		c.endings[ending(r.err)]++
+		if len(got) != 0 {
+			errs.Errorf("%s: verify found no payment with reference %s, but the ledger has %+v", order, r.key, got)
+		}
+	}
 }
 
 // chaosResult is what one payment call came back with, and for an

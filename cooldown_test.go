@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +207,34 @@ func TestPausesCappedAsAWhole(t *testing.T) {
 	_, err := roundTrip(t, tr, context.Background(), "")
 	if !errors.Is(err, spotflowhttp.ErrRateLimit) {
 		t.Fatalf("err = %v after %v of waits (%v), want a refusal over the cap", err, clock.Now().Sub(start), clock.Sleeps())
+	}
+}
+
+// An X-RateLimit-Reset too far away to be a reset (here in milliseconds,
+// as some servers send it) is ignored as a hold; it must not set the pace
+// after a 429's cool-down either: taken as the window the limit applies
+// to, it made a rate of one request in centuries, and every later request
+// of the scope was refused locally, for good.
+func TestCoolDownReleaseIgnoresAbsurdReset(t *testing.T) {
+	clock := newFakeClock()
+	n := 0
+	base := &timedBase{clock: clock, answer: func(now time.Time, _ int, r *http.Request) (int, http.Header) {
+		if n++; n == 1 {
+			return 429, headers("Retry-After", "1", "X-RateLimit-Limit", "100",
+				"X-RateLimit-Reset", strconv.FormatInt(now.Add(time.Minute).UnixMilli(), 10))
+		}
+		return 200, nil
+	}}
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1))
+	if resp, err := roundTrip(t, tr, context.Background(), ""); err != nil || resp.StatusCode != 429 {
+		t.Fatalf("%v; want the 429", err)
+	}
+	// The next calls wait out the cool-down, then go.
+	for i := range 5 {
+		resp, err := roundTrip(t, tr, context.Background(), "")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("call %d after the 429: %v; want a 200", i+1, err)
+		}
+		clock.Advance(time.Minute)
 	}
 }

@@ -432,84 +432,102 @@ func (s *droppingServer) seen() (map[string]int, []string) {
 func TestResolveDuplicates(t *testing.T) {
 	sim := spotflowtest.NewServer()
 	defer sim.Close()
-	post := func(t *testing.T, tr http.RoundTripper, path, body string) *http.Response {
-		req, _ := http.NewRequest("POST", sim.BaseURL()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
-		resp, err := (&http.Client{Transport: tr}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
-	}
 	payment := `{"reference":"ord-7","amount":5000,"currency":"NGN","customer":{"email":"a@b.c"}}`
 	transfer := `{"reference":"trf-7","amount":100,"currency":"NGN","destination":{"account":"1"}}`
 	plain := spotflowhttp.NewTransport(nil)
 	resolving := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolveDuplicates())
 
 	for _, c := range []struct{ path, body, id string }{{"/payments", payment, `"reference":"ord-7"`}, {"/transfers", transfer, `"reference":"trf-7"`}} {
-		t.Run(c.path, func(t *testing.T) {
-			first := post(t, plain, c.path, c.body)
-			if first.StatusCode != 201 {
-				t.Fatalf("first create: %d", first.StatusCode)
-			}
-			// Without resolution: treat as success, annotated.
-			dup := post(t, plain, c.path, c.body)
-			if e := spotflowhttp.ErrorOf(dup); dup.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(dup) {
-				t.Fatalf("duplicate without resolution: %d %v", dup.StatusCode, e)
-			}
-			// With it: the existing resource.
-			res := post(t, resolving, c.path, c.body)
-			b, _ := io.ReadAll(res.Body)
-			if res.StatusCode != 200 || spotflowhttp.ErrorOf(res) != nil || !spotflowhttp.ReplayOf(res) || !strings.Contains(string(b), c.id) {
-				t.Fatalf("resolved: %d %v replay=%v %s", res.StatusCode, spotflowhttp.ErrorOf(res), spotflowhttp.ReplayOf(res), b)
-			}
-			if spotflowhttp.IdempotencyKeyOf(res) == "" {
-				t.Error("resolved response lost the call's key")
-			}
-		})
+		t.Run(c.path, func(t *testing.T) { resolveDuplicateCreate(t, sim, plain, resolving, c.path, c.body, c.id) })
 	}
 	if sim.Charges("ord-7") != 1 || sim.Charges("trf-7") != 1 {
 		t.Errorf("charges: %d, %d", sim.Charges("ord-7"), sim.Charges("trf-7"))
 	}
 
-	t.Run("fetch fails", func(t *testing.T) {
-		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
-			return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=nope", nil)
-		}))
-		res := post(t, tr, "/payments", payment)
-		b, _ := io.ReadAll(res.Body)
-		e := spotflowhttp.ErrorOf(res)
-		if res.StatusCode != 400 || e == nil || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(res) ||
-			!strings.Contains(string(b), "duplicate_reference") {
-			t.Fatalf("got %d %v %s", res.StatusCode, e, b)
-		}
-	})
+	t.Run("fetch fails", func(t *testing.T) { resolveFetchFails(t, sim, payment) })
+	t.Run("custom resolver", func(t *testing.T) { resolveWithCustomResolver(t, sim, payment) })
+	t.Run("bad bodies stay unresolved", func(t *testing.T) { resolveBadBodies(t, resolving) })
+}
 
-	t.Run("custom resolver", func(t *testing.T) {
-		var asked string
-		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
-			asked = r.URL.Path
-			return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=ord-7", nil)
-		}))
-		res := post(t, tr, "/payments", payment)
-		if res.StatusCode != 200 || !spotflowhttp.ReplayOf(res) || asked != "/api/v1/payments" {
-			t.Fatalf("got %d replay=%v asked %q", res.StatusCode, spotflowhttp.ReplayOf(res), asked)
-		}
-	})
+// resolveDuplicateCreate creates body at path once, then sends it again:
+// without resolution the duplicate is a 400 to treat as success; with it,
+// the existing resource (the one whose JSON has id), as a replay with the
+// call's key.
+func resolveDuplicateCreate(t *testing.T, sim *spotflowtest.Server, plain, resolving http.RoundTripper, path, body, id string) {
+	first := postSimulator(t, sim, plain, path, body)
+	if first.StatusCode != 201 {
+		t.Fatalf("first create: %d", first.StatusCode)
+	}
+	// Without resolution: treat as success, annotated.
+	dup := postSimulator(t, sim, plain, path, body)
+	if e := spotflowhttp.ErrorOf(dup); dup.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(dup) {
+		t.Fatalf("duplicate without resolution: %d %v", dup.StatusCode, e)
+	}
+	// With it: the existing resource.
+	res := postSimulator(t, sim, resolving, path, body)
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || spotflowhttp.ErrorOf(res) != nil || !spotflowhttp.ReplayOf(res) || !strings.Contains(string(b), id) {
+		t.Fatalf("resolved: %d %v replay=%v %s", res.StatusCode, spotflowhttp.ErrorOf(res), spotflowhttp.ReplayOf(res), b)
+	}
+	if spotflowhttp.IdempotencyKeyOf(res) == "" {
+		t.Error("resolved response lost the call's key")
+	}
+}
 
-	t.Run("bad bodies stay unresolved", func(t *testing.T) {
-		srv := newScript(t, reply(400, `{"error":"Bad Request","message":"duplicate_reference","status":400}`))
-		for _, body := range []string{`not json`, `[1]`, `{"amount":1}`} {
-			res := post2(t, resolving, srv.srv.URL+"/api/v1/payments", body)
-			if e := spotflowhttp.ErrorOf(res); res.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess {
-				t.Errorf("%s: %d %v", body, res.StatusCode, e)
-			}
+// A resolver whose fetch finds nothing leaves the duplicate's 400 as it
+// came, to treat as success: not a replay.
+func resolveFetchFails(t *testing.T, sim *spotflowtest.Server, payment string) {
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
+		return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=nope", nil)
+	}))
+	res := postSimulator(t, sim, tr, "/payments", payment)
+	b, _ := io.ReadAll(res.Body)
+	e := spotflowhttp.ErrorOf(res)
+	if res.StatusCode != 400 || e == nil || e.Category != spotflowhttp.CategoryTreatAsSuccess || spotflowhttp.ReplayOf(res) ||
+		!strings.Contains(string(b), "duplicate_reference") {
+		t.Fatalf("got %d %v %s", res.StatusCode, e, b)
+	}
+}
+
+// WithResolver is given the duplicate request and its answer is the fetch.
+func resolveWithCustomResolver(t *testing.T, sim *spotflowtest.Server, payment string) {
+	var asked string
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithResolver(func(r *http.Request) (*http.Request, error) {
+		asked = r.URL.Path
+		return http.NewRequest("GET", sim.BaseURL()+"/payments/verify?reference=ord-7", nil)
+	}))
+	res := postSimulator(t, sim, tr, "/payments", payment)
+	if res.StatusCode != 200 || !spotflowhttp.ReplayOf(res) || asked != "/api/v1/payments" {
+		t.Fatalf("got %d replay=%v asked %q", res.StatusCode, spotflowhttp.ReplayOf(res), asked)
+	}
+}
+
+// A body with no reference to look up (not JSON, not an object, no
+// reference field) leaves the duplicate unresolved, and fetches nothing.
+func resolveBadBodies(t *testing.T, resolving http.RoundTripper) {
+	srv := newScript(t, reply(400, `{"error":"Bad Request","message":"duplicate_reference","status":400}`))
+	for _, body := range []string{`not json`, `[1]`, `{"amount":1}`} {
+		res := post2(t, resolving, srv.srv.URL+"/api/v1/payments", body)
+		if e := spotflowhttp.ErrorOf(res); res.StatusCode != 400 || e.Category != spotflowhttp.CategoryTreatAsSuccess {
+			t.Errorf("%s: %d %v", body, res.StatusCode, e)
 		}
-		if srv.hits.Load() != 3 {
-			t.Errorf("hits %d: a fetch was attempted without a reference", srv.hits.Load())
-		}
-	})
+	}
+	if srv.hits.Load() != 3 {
+		t.Errorf("hits %d: a fetch was attempted without a reference", srv.hits.Load())
+	}
+}
+
+// postSimulator posts body to path on sim with sim's key, through tr, and
+// closes the response's body when the test ends.
+func postSimulator(t *testing.T, sim *spotflowtest.Server, tr http.RoundTripper, path, body string) *http.Response {
+	req, _ := http.NewRequest("POST", sim.BaseURL()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+sim.SecretKey())
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }
 
 func post2(t *testing.T, tr http.RoundTripper, url, body string) *http.Response {
@@ -746,5 +764,45 @@ func TestResolveDuplicatesCheckout(t *testing.T) {
 	}
 	if n := sim.Charges("chk-7"); n != 1 {
 		t.Errorf("Charges = %d, want 1", n)
+	}
+}
+
+// failingBody is a request or response body whose every read fails.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("disk gone") }
+
+func (failingBody) Close() error { return nil }
+
+// WithReference reads the body before anything is sent; if that read
+// fails, nothing is sent: the call fails at once, certain, with the read
+// error, and leaves no journal entry.
+func TestReferenceBodyReadErrorSendsNothing(t *testing.T) {
+	j := spotflowhttp.NewMemoryJournal()
+	sent := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent++
+		_, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithReference("reference"),
+		spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", failingBody{})
+	req.GetBody = func() (io.ReadCloser, error) { return failingBody{}, nil }
+	req.ContentLength = 10
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v, want an *Error", err)
+	}
+	if sent != 0 || e.Uncertain || e.Attempts != 0 || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("sent %d times, err %v; want nothing sent, 0 attempts, not uncertain, the read error", sent, err)
+	}
+	if p, _ := j.Pending(context.Background()); len(p) != 0 {
+		t.Errorf("%d journal entries pending, want 0", len(p))
 	}
 }

@@ -264,3 +264,30 @@ func BenchmarkJournal(b *testing.B) {
 		})
 	}
 }
+
+// A URL's userinfo is a credential (http.Transport sends it as Basic
+// authorization), so the journal, which may be a file, does not keep it.
+func TestJournalEntryKeepsNoURLCredential(t *testing.T) {
+	j := spotflowhttp.NewMemoryJournal()
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, io.ErrUnexpectedEOF // the outcome is uncertain: the entry stays
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithMaxAttempts(1))
+	req, _ := http.NewRequest(http.MethodPost, "https://merchant:sk_live_secret@api.spotflow.co/payments", strings.NewReader(`{"reference":"r1"}`))
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Fatal("err = nil, want the connection error")
+	}
+	p, _ := j.Pending(context.Background())
+	if len(p) != 1 {
+		t.Fatalf("%d entries pending, want 1", len(p))
+	}
+	if strings.Contains(p[0].URL, "sk_live_secret") || strings.Contains(p[0].URL, "merchant") {
+		t.Errorf("entry URL %q keeps the credential", p[0].URL)
+	}
+	if p[0].URL != "https://api.spotflow.co/payments" {
+		t.Errorf("entry URL %q, want https://api.spotflow.co/payments", p[0].URL)
+	}
+}

@@ -317,82 +317,99 @@ func TestObserverOutageReportsBudgetEmpty(t *testing.T) {
 // The rate limiter reports each kind of wait with how long it held the
 // request, and a cool-down when a response starts one.
 func TestObserverRateLimitWaits(t *testing.T) {
-	t.Run("cool-down after a 429", func(t *testing.T) {
-		tr, rec, _ := observed(t, scripted(respond(429, body429, "Retry-After", "5"), respond(200, `{}`)),
-			spotflowhttp.WithMaxAttempts(1))
+	t.Run("cool-down after a 429", observeCoolDownAfter429)
+	t.Run("X-RateLimit hold", observeRateLimitHold)
+	t.Run("token bucket", observeTokenBucketWait)
+	t.Run("adaptive", observeAdaptiveWaits)
+	t.Run("a Limiter of yours", observeLimiterWait)
+}
+
+// A 429 with Retry-After is reported once as a cool-down, and the next
+// call's wait as a wait of that kind.
+func observeCoolDownAfter429(t *testing.T) {
+	tr, rec, _ := observed(t, scripted(respond(429, body429, "Retry-After", "5"), respond(200, `{}`)),
+		spotflowhttp.WithMaxAttempts(1))
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	cds := only[spotflowhttp.CoolDownEvent](rec)
+	if len(cds) != 1 || cds[0].Kind != spotflowhttp.RateLimitCoolDown || cds[0].Wait != 5*time.Second ||
+		cds[0].StatusCode != 429 || cds[0].Method != "GET" {
+		t.Errorf("cool-downs = %+v, want one of 5 s", cds)
+	}
+	waits := only[waited](rec)
+	if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitCoolDown || waits[0].Wait != 5*time.Second {
+		t.Errorf("waits = %+v, want a cool-down of 5 s", waits)
+	}
+}
+
+// An exhausted X-RateLimit-Remaining on a 200 is reported as a hold
+// until X-RateLimit-Reset, and so is the next call's wait.
+func observeRateLimitHold(t *testing.T) {
+	var clock *fakeClock
+	base := scripted(func(r *http.Request) (*http.Response, error) {
+		reset := strconv.FormatInt(clock.Now().Add(10*time.Second).Unix()+1, 10)
+		return respond(200, `{}`, "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset)(r)
+	}, respond(200, `{}`))
+	tr, rec, c := observed(t, base)
+	clock = c
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	cds := only[spotflowhttp.CoolDownEvent](rec)
+	if len(cds) != 1 || cds[0].Kind != spotflowhttp.RateLimitHold || cds[0].Wait < 10*time.Second || cds[0].StatusCode != 200 {
+		t.Errorf("cool-downs = %+v, want one hold of 10 to 11 s", cds)
+	}
+	waits := only[waited](rec)
+	if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitHold || waits[0].Wait < 10*time.Second {
+		t.Errorf("waits = %+v, want a hold of 10 to 11 s", waits)
+	}
+}
+
+// The second call through a bucket of one per second waits a second.
+func observeTokenBucketWait(t *testing.T) {
+	tr, rec, _ := observed(t, scripted(respond(200, `{}`)), spotflowhttp.WithRateLimit(1, 1))
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	waits := only[waited](rec)
+	if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitTokenBucket || waits[0].Wait != time.Second {
+		t.Errorf("waits = %+v, want a token bucket wait of 1 s", waits)
+	}
+}
+
+// Adaptive pacing's waits are reported as adaptive ones.
+func observeAdaptiveWaits(t *testing.T) {
+	// A 429 without Retry-After: no cool-down, but the adaptive
+	// limiter cuts the rate to what was admitted before it.
+	answers := []canned{}
+	for i := 0; i < 5; i++ {
+		answers = append(answers, respond(200, `{}`))
+	}
+	answers = append(answers, respond(429, body429), respond(200, `{}`))
+	tr, rec, _ := observed(t, scripted(answers...), spotflowhttp.WithAdaptiveRateLimit(), spotflowhttp.WithMaxAttempts(1))
+	for i := 0; i < 8; i++ {
 		observedCall(t, tr, "GET", verifyURL, "", 0)
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		cds := only[spotflowhttp.CoolDownEvent](rec)
-		if len(cds) != 1 || cds[0].Kind != spotflowhttp.RateLimitCoolDown || cds[0].Wait != 5*time.Second ||
-			cds[0].StatusCode != 429 || cds[0].Method != "GET" {
-			t.Errorf("cool-downs = %+v, want one of 5 s", cds)
+	}
+	waits := only[waited](rec)
+	if len(waits) == 0 {
+		t.Fatal("no adaptive wait")
+	}
+	for _, w := range waits {
+		if w.Kind != spotflowhttp.RateLimitAdaptive || w.Wait <= 0 {
+			t.Errorf("wait = %+v, want adaptive, > 0", w)
 		}
-		waits := only[waited](rec)
-		if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitCoolDown || waits[0].Wait != 5*time.Second {
-			t.Errorf("waits = %+v, want a cool-down of 5 s", waits)
-		}
-	})
-	t.Run("X-RateLimit hold", func(t *testing.T) {
-		var clock *fakeClock
-		base := scripted(func(r *http.Request) (*http.Response, error) {
-			reset := strconv.FormatInt(clock.Now().Add(10*time.Second).Unix()+1, 10)
-			return respond(200, `{}`, "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset)(r)
-		}, respond(200, `{}`))
-		tr, rec, c := observed(t, base)
-		clock = c
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		cds := only[spotflowhttp.CoolDownEvent](rec)
-		if len(cds) != 1 || cds[0].Kind != spotflowhttp.RateLimitHold || cds[0].Wait < 10*time.Second || cds[0].StatusCode != 200 {
-			t.Errorf("cool-downs = %+v, want one hold of 10 to 11 s", cds)
-		}
-		waits := only[waited](rec)
-		if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitHold || waits[0].Wait < 10*time.Second {
-			t.Errorf("waits = %+v, want a hold of 10 to 11 s", waits)
-		}
-	})
-	t.Run("token bucket", func(t *testing.T) {
-		tr, rec, _ := observed(t, scripted(respond(200, `{}`)), spotflowhttp.WithRateLimit(1, 1))
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		waits := only[waited](rec)
-		if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitTokenBucket || waits[0].Wait != time.Second {
-			t.Errorf("waits = %+v, want a token bucket wait of 1 s", waits)
-		}
-	})
-	t.Run("adaptive", func(t *testing.T) {
-		// A 429 without Retry-After: no cool-down, but the adaptive
-		// limiter cuts the rate to what was admitted before it.
-		answers := []canned{}
-		for i := 0; i < 5; i++ {
-			answers = append(answers, respond(200, `{}`))
-		}
-		answers = append(answers, respond(429, body429), respond(200, `{}`))
-		tr, rec, _ := observed(t, scripted(answers...), spotflowhttp.WithAdaptiveRateLimit(), spotflowhttp.WithMaxAttempts(1))
-		for i := 0; i < 8; i++ {
-			observedCall(t, tr, "GET", verifyURL, "", 0)
-		}
-		waits := only[waited](rec)
-		if len(waits) == 0 {
-			t.Fatal("no adaptive wait")
-		}
-		for _, w := range waits {
-			if w.Kind != spotflowhttp.RateLimitAdaptive || w.Wait <= 0 {
-				t.Errorf("wait = %+v, want adaptive, > 0", w)
-			}
-		}
-	})
-	t.Run("a Limiter of yours", func(t *testing.T) {
-		var clock *fakeClock
-		lim := limiterFunc(func(ctx context.Context) error { return clock.Sleep(ctx, 3*time.Second) })
-		tr, rec, c := observed(t, scripted(respond(200, `{}`)), spotflowhttp.WithLimiter(lim))
-		clock = c
-		observedCall(t, tr, "GET", verifyURL, "", 0)
-		waits := only[waited](rec)
-		if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitLimiter || waits[0].Wait != 3*time.Second {
-			t.Errorf("waits = %+v, want the limiter's 3 s", waits)
-		}
-	})
+	}
+}
+
+// A Limiter's wait is measured around its Wait, by the transport's clock.
+func observeLimiterWait(t *testing.T) {
+	var clock *fakeClock
+	lim := limiterFunc(func(ctx context.Context) error { return clock.Sleep(ctx, 3*time.Second) })
+	tr, rec, c := observed(t, scripted(respond(200, `{}`)), spotflowhttp.WithLimiter(lim))
+	clock = c
+	observedCall(t, tr, "GET", verifyURL, "", 0)
+	waits := only[waited](rec)
+	if len(waits) != 1 || waits[0].Kind != spotflowhttp.RateLimitLimiter || waits[0].Wait != 3*time.Second {
+		t.Errorf("waits = %+v, want the limiter's 3 s", waits)
+	}
 }
 
 type limiterFunc func(context.Context) error

@@ -38,8 +38,8 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	clock  Clock
 	logger *slog.Logger
-	hosts  []string // WithHosts; nil for every host
-	scopes *scopes  // what the stack has learned, by host and credential
+	hosts  []hostPort // WithHosts; nil for every host
+	scopes *scopes    // what the stack has learned, by host and credential
 
 	// observing: every Observer given, and the one the layers call (nil
 	// for none), which also carries the hooks and the logger

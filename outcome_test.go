@@ -2,8 +2,10 @@ package spotflowhttp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -335,6 +337,179 @@ func TestLocalAnswersAreCertain(t *testing.T) {
 			}
 			if after := r.count(spotflowHost, keyA); after != before {
 				t.Fatal("a locally answered call reached the server")
+			}
+		})
+	}
+}
+
+// net/http refuses some requests before anything leaves (no host, a scheme
+// it does not speak, an invalid header or method, a nil Header): such a
+// call did not reach Spotflow, so it is not uncertain and its journal entry
+// does not stay pending.
+func TestRequestRefusedByNetHTTPIsNotUncertain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		method string
+		url    string
+		edit   func(*http.Request)
+	}{
+		{"no host", http.MethodPost, "https:///payments", nil},
+		{"unsupported scheme", http.MethodPost, "ftp://api.spotflow.co/payments", nil},
+		{"invalid header value", http.MethodPost, "https://api.spotflow.co/payments", func(r *http.Request) { r.Header.Set("X-Note", "a\nb") }},
+		{"invalid method", http.MethodPost, "https://api.spotflow.co/payments", func(r *http.Request) { r.Method = "PO ST" }},
+		{"nil header GET", http.MethodGet, "https://api.spotflow.co/payments/verify", func(r *http.Request) { r.Header = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := spotflowhttp.NewMemoryJournal()
+			req, _ := http.NewRequest(tc.method, tc.url, strings.NewReader(`{"amount":1}`))
+			if tc.edit != nil {
+				tc.edit(req)
+			}
+			tr := spotflowhttp.NewTransport(&http.Transport{}, spotflowhttp.WithJournal(j),
+				spotflowhttp.WithKeyMethods(http.MethodPost, "PO ST"), spotflowhttp.WithClock(newFakeClock()))
+			_, err := tr.RoundTrip(req)
+			var e *spotflowhttp.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want an *Error", err)
+			}
+			if e.Uncertain {
+				t.Errorf("Uncertain for a request net/http never sent: %v", e)
+			}
+			if p, _ := j.Pending(context.Background()); len(p) != 0 {
+				t.Errorf("%d journal entries left pending, want 0", len(p))
+			}
+		})
+	}
+}
+
+// The idempotency layer used alone, resolving duplicates, gives a 2xx
+// whose body WithResponseCheck could not read as the call's error, as the
+// whole stack does, not as a response with a dead body and err == nil.
+func TestIdempotencyLayerAloneCheckReadErrorIsTheError(t *testing.T) {
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Body: io.NopCloser(io.MultiReader(strings.NewReader("{"), failingBody{})), Request: r}, nil
+	})
+	tr := spotflowhttp.NewIdempotencyTransport(base, spotflowhttp.WithResolveDuplicates(),
+		spotflowhttp.WithResponseCheck(func(*http.Response, []byte) *spotflowhttp.Error { return nil }))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	var e *spotflowhttp.Error
+	if resp != nil || !errors.As(err, &e) || !e.Uncertain || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("resp %v, err %v; want no response and an uncertain *Error with the read error", resp != nil, err)
+	}
+}
+
+// net/http's HTTP/2 client fails the first stream of a connection whose
+// GOAWAY carries an error code and a last stream id below it: the server
+// never took the stream, so the request was never processed. It is
+// retried for any method and is not uncertain.
+func TestHTTP2GoAwayWithErrorCodeOnFirstStreamIsNeverSent(t *testing.T) {
+	goAway := errors.New("http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM")
+	attempts := 0
+	base := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		if attempts++; attempts == 1 {
+			return nil, goAway
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: req}, nil
+	})
+	// Without a key or reference, a POST that may have been sent is not
+	// repeated.
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods())
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/p", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil || attempts != 2 {
+		t.Fatalf("%v after %d attempts; want a retry to the 200", err, attempts)
+	}
+	resp.Body.Close()
+
+	tr = spotflowhttp.NewTransport(roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return nil, goAway
+	}), spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithMaxAttempts(2))
+	req, _ = http.NewRequest(http.MethodPost, "https://api.spotflow.co/p", strings.NewReader(`{}`))
+	_, err = tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || e.Uncertain || e.Attempts != 2 {
+		t.Fatalf("%v; want a certain connection error after 2 attempts", err)
+	}
+}
+
+// holdingListener accepts connections and holds them open without a word,
+// reading what arrives: a TLS handshake to it never ends, and an HTTP/1
+// request sent to it is read but never answered.
+func holdingListener(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// A keyed create whose deadline passes before net/http has a connection
+// for it (here during the TLS handshake) was never sent: it is not
+// uncertain, and its journal entry is settled. One whose deadline passes
+// after it was written stays uncertain.
+func TestKeyedCallCutShortBeforeAConnectionIsNotUncertain(t *testing.T) {
+	addr := holdingListener(t)
+	for _, tc := range []struct {
+		name      string
+		url       string
+		uncertain bool
+	}{
+		{"TLS handshake never ends", "https://" + addr + "/payments", false},
+		{"request written, no answer", "http://" + addr + "/payments", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			defer base.CloseIdleConnections()
+			j := spotflowhttp.NewMemoryJournal()
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tc.url, strings.NewReader(`{"amount":1}`))
+			_, err := tr.RoundTrip(req)
+			var e *spotflowhttp.Error
+			if !errors.As(err, &e) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want an *Error wrapping context.DeadlineExceeded", err)
+			}
+			if e.Uncertain != tc.uncertain {
+				t.Errorf("Uncertain = %v, want %v: %v", e.Uncertain, tc.uncertain, e)
+			}
+			pending, _ := j.Pending(context.Background())
+			if want := map[bool]int{false: 0, true: 1}[tc.uncertain]; len(pending) != want {
+				t.Errorf("%d journal entries pending, want %d", len(pending), want)
 			}
 		})
 	}

@@ -405,57 +405,83 @@ func (t *RateLimitTransport) wait(req *http.Request, kind RateLimitKind, now tim
 // X-RateLimit-Remaining its hold; adaptive mode counts admissions and
 // throttles.
 func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
-	ctx := req.Context()
 	if resp.StatusCode == http.StatusTooManyRequests {
-		now := t.cfg.clock.Now()
-		d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
-		if !ok || d > maxCoolDown {
-			d = 0 // none, or absurd: not obeyed, nor the end of this congestion
-		}
-		if d > 0 {
-			until := now.Add(d)
-			if extend(&s.coolUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
-				t.cfg.coolDownStarted(req, RateLimitCoolDown, now, until, resp)
-			}
-			tellLimiter(ctx, lim, until)
-			t.armRelease(s, lim, RateLimitCoolDown, resp.Header, now)
-		}
-		if s.adaptive != nil {
-			s.adaptive.throttled(now, sent, d)
-		}
+		t.learnFrom429(req, s, lim, resp, sent)
 	} else if s.adaptive != nil {
-		now := t.cfg.clock.Now()
-		s.adaptive.admitted(now, sent)
-		if rem, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Remaining"))); err == nil {
-			if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
-				s.adaptive.remaining(now, sent, rem, limit)
-			}
-		}
+		t.learnFromAdmission(s, resp.Header, sent)
 	}
 	// Canonical keys: no allocation on the hot path.
 	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
-		if reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64); err == nil {
-			now := t.cfg.clock.Now()
-			if reset > now.Unix() && reset-now.Unix() <= int64(maxCoolDown/time.Second) {
-				until := time.Unix(reset, 0)
-				if extend(&s.holdUntil, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
-					t.cfg.coolDownStarted(req, RateLimitHold, now, until, resp)
-				}
-				tellLimiter(ctx, lim, until)
-				t.armRelease(s, lim, RateLimitHold, resp.Header, now)
-				if s.adaptive != nil {
-					if resp.StatusCode != http.StatusTooManyRequests {
-						// The bank is empty, as a 429 would say, without
-						// the 429: a sample of the rate, the end of a probe.
-						s.adaptive.throttled(now, sent, until.Sub(now))
-					}
-					if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
-						s.adaptive.refills(until, limit)
-					}
-				}
-			}
+		t.learnFromEmptyBank(req, s, lim, resp, sent)
+	}
+}
+
+// learnFrom429 obeys a 429's Retry-After with a cool-down of s, and
+// gives adaptive mode the 429 as a throttle.
+func (t *RateLimitTransport) learnFrom429(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	now := t.cfg.clock.Now()
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	if !ok || d > maxCoolDown {
+		d = 0 // none, or absurd: not obeyed, nor the end of this congestion
+	}
+	if d > 0 {
+		t.startPause(req, s, lim, RateLimitCoolDown, &s.coolUntil, now, now.Add(d), resp)
+	}
+	if s.adaptive != nil {
+		s.adaptive.throttled(now, sent, d)
+	}
+}
+
+// learnFromAdmission gives adaptive mode a response other than a 429 as
+// an admission, with the share of the bank its X-RateLimit headers say
+// is left.
+func (t *RateLimitTransport) learnFromAdmission(s *scope, h http.Header, sent time.Time) {
+	now := t.cfg.clock.Now()
+	s.adaptive.admitted(now, sent)
+	if rem, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Ratelimit-Remaining"))); err == nil {
+		if limit, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+			s.adaptive.remaining(now, sent, rem, limit)
 		}
 	}
+}
+
+// learnFromEmptyBank holds s until X-RateLimit-Reset when the response
+// says no request is left (a Reset past or further than maxCoolDown is
+// not obeyed), and gives adaptive mode the refill it states.
+func (t *RateLimitTransport) learnFromEmptyBank(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Reset")), 10, 64)
+	if err != nil {
+		return
+	}
+	now := t.cfg.clock.Now()
+	if reset <= now.Unix() || reset-now.Unix() > int64(maxCoolDown/time.Second) {
+		return
+	}
+	until := time.Unix(reset, 0)
+	t.startPause(req, s, lim, RateLimitHold, &s.holdUntil, now, until, resp)
+	if s.adaptive == nil {
+		return
+	}
+	if resp.StatusCode != http.StatusTooManyRequests {
+		// The bank is empty, as a 429 would say, without
+		// the 429: a sample of the rate, the end of a probe.
+		s.adaptive.throttled(now, sent, until.Sub(now))
+	}
+	if limit, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("X-Ratelimit-Limit"))); err == nil && limit > 0 {
+		s.adaptive.refills(until, limit)
+	}
+}
+
+// startPause makes the pause *p of s (its cool-down or its hold) last at
+// least until until, and tells of it those who act on it: the observer,
+// if that moved the pause; a Limiter that wants to know; the release of
+// the requests it holds back.
+func (t *RateLimitTransport) startPause(req *http.Request, s *scope, lim Limiter, kind RateLimitKind, p *atomic.Int64, now, until time.Time, resp *http.Response) {
+	if extend(p, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+		t.cfg.coolDownStarted(req, kind, now, until, resp)
+	}
+	tellLimiter(req.Context(), lim, until)
+	t.armRelease(s, lim, kind, resp.Header, now)
 }
 
 // armRelease makes the requests held back by a pause of s leave, when it

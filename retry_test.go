@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -264,76 +265,89 @@ func TestConnectionErrors(t *testing.T) {
 	refused := "http://" + ln.Addr().String()
 	ln.Close()
 
-	t.Run("refused POST without key is retried", func(t *testing.T) {
-		var events []spotflowhttp.RetryEvent
-		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods(),
-			spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { events = append(events, ev) }))
-		body, getBody := newBody(`{"a":1}`)
-		req, _ := http.NewRequest("POST", refused, body)
-		req.GetBody = getBody
-		_, err := tr.RoundTrip(req)
-		var e *spotflowhttp.Error
-		if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) || !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Fatalf("err = %v", err)
-		}
-		if e.Uncertain || e.Attempts != 4 || len(events) != 3 {
-			t.Errorf("Uncertain %v, Attempts %d, retries %d; want false, 4, 3", e.Uncertain, e.Attempts, len(events))
-		}
-		if body.closes.Load() != 1 {
-			t.Errorf("request body closed %d times", body.closes.Load())
-		}
-	})
+	t.Run("refused POST without key is retried", func(t *testing.T) { connRefusedPOSTWithoutKeyIsRetried(t, refused) })
+	t.Run("reset POST without key is not retried", connResetPOSTWithoutKeyIsNotRetried)
+	t.Run("reset POST with key is retried", connResetPOSTWithKeyIsRetried)
+	t.Run("uncertainty sticks when a later attempt surely did not leave", connUncertaintySticks)
+}
 
-	t.Run("reset POST without key is not retried", func(t *testing.T) {
-		s := newScript(t, hangUp)
-		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods())
-		req, _ := http.NewRequest("POST", s.srv.URL, strings.NewReader(`{"a":1}`))
-		_, err := tr.RoundTrip(req)
-		var e *spotflowhttp.Error
-		if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) {
-			t.Fatalf("err = %v", err)
-		}
-		if !e.Uncertain || e.Attempts != 1 || s.hits.Load() != 1 || e.IdempotencyKey != "" {
-			t.Errorf("got %#v after %d hits", e, s.hits.Load())
-		}
-	})
+// A refused dial never sent the request, so even a POST without a key is
+// retried, and the call is certain.
+func connRefusedPOSTWithoutKeyIsRetried(t *testing.T, refused string) {
+	var events []spotflowhttp.RetryEvent
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods(),
+		spotflowhttp.WithOnRetry(func(_ context.Context, ev spotflowhttp.RetryEvent) { events = append(events, ev) }))
+	body, getBody := newBody(`{"a":1}`)
+	req, _ := http.NewRequest("POST", refused, body)
+	req.GetBody = getBody
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("err = %v", err)
+	}
+	if e.Uncertain || e.Attempts != 4 || len(events) != 3 {
+		t.Errorf("Uncertain %v, Attempts %d, retries %d; want false, 4, 3", e.Uncertain, e.Attempts, len(events))
+	}
+	if body.closes.Load() != 1 {
+		t.Errorf("request body closed %d times", body.closes.Load())
+	}
+}
 
-	t.Run("reset POST with key is retried", func(t *testing.T) {
-		s := newScript(t, hangUp)
-		tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()))
-		req, _ := http.NewRequest("POST", s.srv.URL, strings.NewReader(`{"a":1}`))
-		_, err := tr.RoundTrip(req)
-		var e *spotflowhttp.Error
-		if !errors.As(err, &e) || !e.Uncertain || e.Attempts != 4 || s.hits.Load() != 4 || e.IdempotencyKey == "" {
-			t.Fatalf("err = %v, hits %d", err, s.hits.Load())
-		}
-		var netErr net.Error
-		if !errors.As(err, &netErr) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Errorf("Err = %v, want the network error", e.Err)
-		}
-		for _, k := range s.seenKeys() {
-			if k != e.IdempotencyKey {
-				t.Errorf("keys seen %v, want all %q", s.seenKeys(), e.IdempotencyKey)
-			}
-		}
-	})
+// After a reset the POST may have been processed, and without a key a
+// second one could charge twice: not retried, uncertain.
+func connResetPOSTWithoutKeyIsNotRetried(t *testing.T) {
+	s := newScript(t, hangUp)
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithKeyMethods())
+	req, _ := http.NewRequest("POST", s.srv.URL, strings.NewReader(`{"a":1}`))
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) {
+		t.Fatalf("err = %v", err)
+	}
+	if !e.Uncertain || e.Attempts != 1 || s.hits.Load() != 1 || e.IdempotencyKey != "" {
+		t.Errorf("got %#v after %d hits", e, s.hits.Load())
+	}
+}
 
-	t.Run("uncertainty sticks when a later attempt surely did not leave", func(t *testing.T) {
-		var n int
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-			n++
-			if n == 1 {
-				return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
-			}
-			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-		})
-		_, err := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock())).RoundTrip(
-			mustRequest(t, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=x", ""))
-		var e *spotflowhttp.Error
-		if !errors.As(err, &e) || !e.Uncertain || e.Attempts != 4 {
-			t.Fatalf("err = %#v", err)
+// With a key the server deduplicates, so the POST is retried under that
+// one key, and ends uncertain.
+func connResetPOSTWithKeyIsRetried(t *testing.T) {
+	s := newScript(t, hangUp)
+	tr := spotflowhttp.NewTransport(nil, spotflowhttp.WithClock(newFakeClock()))
+	req, _ := http.NewRequest("POST", s.srv.URL, strings.NewReader(`{"a":1}`))
+	_, err := tr.RoundTrip(req)
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !e.Uncertain || e.Attempts != 4 || s.hits.Load() != 4 || e.IdempotencyKey == "" {
+		t.Fatalf("err = %v, hits %d", err, s.hits.Load())
+	}
+	var netErr net.Error
+	if !errors.As(err, &netErr) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("Err = %v, want the network error", e.Err)
+	}
+	for _, k := range s.seenKeys() {
+		if k != e.IdempotencyKey {
+			t.Errorf("keys seen %v, want all %q", s.seenKeys(), e.IdempotencyKey)
 		}
+	}
+}
+
+// An attempt that may have been processed keeps the call uncertain,
+// whatever the later attempts say.
+func connUncertaintySticks(t *testing.T) {
+	var n int
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		n++
+		if n == 1 {
+			return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+		}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	})
+	_, err := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock())).RoundTrip(
+		mustRequest(t, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=x", ""))
+	var e *spotflowhttp.Error
+	if !errors.As(err, &e) || !e.Uncertain || e.Attempts != 4 {
+		t.Fatalf("err = %#v", err)
+	}
 }
 
 // The retry budget keeps a full outage from multiplying traffic, absorbs a
@@ -543,5 +557,22 @@ func TestRefusedRetryKeepsConnectionError(t *testing.T) {
 	if !errors.As(err, &e) || !errors.Is(err, spotflowhttp.ErrAPIConnection) || !errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, spotflowhttp.ErrRateLimit) || !e.Uncertain || e.Attempts != 1 {
 		t.Fatalf("err = %v (%#v)", err, e)
+	}
+}
+
+// A very large retry budget, meant as "no limit in practice", must not
+// overflow into a budget that allows no retry.
+func TestLargeRetryBudgetStillRetries(t *testing.T) {
+	attempts := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if attempts++; attempts == 1 {
+			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(math.MaxInt/4+1))
+	resp, err := roundTrip(t, tr, context.Background(), "")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v after %d attempts; want a retry to the 200", err, attempts)
 	}
 }

@@ -1,7 +1,9 @@
 package spotflowhttp
 
 import (
+	"fmt"
 	"hash/maphash"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -262,24 +264,66 @@ func (r *scopes) scopeOf(req *http.Request) *scope {
 
 // WithHosts limits the policy to requests for the given hosts, for a client
 // shared with other APIs. A request whose URL.Host matches one of hosts
-// (case-insensitive; a host listed without a port matches it on any port)
 // gets the whole policy; any other request goes straight to the base
 // transport, untouched: no key, no retry, no rate limit, no annotation.
 // Without WithHosts every request gets the policy, so a client aimed only at
 // Spotflow, its sandbox or spotflowtest needs no option. Every layer reads
 // it.
+//
+// Each host is a host name or IP address, with an optional port
+// ("api.spotflow.co", "localhost:8080", "[::1]:8443", "::1"), matched
+// without regard to case. A host listed without a port matches it on any
+// port; one listed with a port matches that port, a URL without a port
+// standing for its scheme's default (443 for https, 80 for http). WithHosts
+// panics if it is given no host, or something that is not a host[:port]
+// (a URL, say), since either would silently give the policy to the wrong
+// requests.
 func WithHosts(hosts ...string) Option {
-	list := make([]string, 0, len(hosts))
+	list := make([]hostPort, 0, len(hosts))
 	for _, h := range hosts {
-		if h = strings.TrimSpace(h); h != "" {
-			list = append(list, strings.ToLower(h))
+		hp, ok := parseHostPort(strings.TrimSpace(h))
+		if !ok {
+			panic(fmt.Sprintf("spotflowhttp: WithHosts: %q is not a host[:port]", h))
 		}
+		list = append(list, hp)
+	}
+	if len(list) == 0 {
+		panic("spotflowhttp: WithHosts: no host given (without WithHosts, every host gets the policy)")
 	}
 	return optionFunc(func(cfg *config) { cfg.hosts = append(cfg.hosts[:len(cfg.hosts):len(cfg.hosts)], list...) })
 }
 
-// covers reports whether req gets the policy (see WithHosts). A request
-// without a URL is left to the base transport, which refuses it.
+// hostPort is a host of WithHosts: a name (IPv6 addresses in brackets) and
+// a port, "" for any.
+type hostPort struct{ name, port string }
+
+// parseHostPort reads "name", "name:port", "[v6]", "[v6]:port" or a bare
+// IPv6 address.
+func parseHostPort(s string) (hostPort, bool) {
+	if s == "" || strings.ContainsAny(s, "/?#@ ") {
+		return hostPort{}, false
+	}
+	if ip := net.ParseIP(s); ip != nil && strings.Contains(s, ":") {
+		return hostPort{name: "[" + strings.ToLower(s) + "]"}, true // a bare IPv6 address
+	}
+	name, port := splitHostPort(s)
+	if name == "" || port != "" && strings.Trim(port, "0123456789") != "" {
+		return hostPort{}, false
+	}
+	return hostPort{name: strings.ToLower(name), port: port}, true
+}
+
+// splitHostPort splits a URL's host into name and port ("" if none),
+// keeping an IPv6 address's brackets.
+func splitHostPort(host string) (name, port string) {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.HasSuffix(host, "]") {
+		return host, ""
+	}
+	return host[:i], host[i+1:]
+}
+
+// covers reports whether req gets the policy (see WithHosts).
 func (cfg *config) covers(req *http.Request) bool {
 	if req.URL == nil {
 		return false
@@ -287,13 +331,17 @@ func (cfg *config) covers(req *http.Request) bool {
 	if cfg.hosts == nil {
 		return true
 	}
-	host := req.URL.Host
-	name := host
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
-		name = host[:i]
+	name, port := splitHostPort(req.URL.Host)
+	if port == "" {
+		switch strings.ToLower(req.URL.Scheme) {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
 	}
 	for _, h := range cfg.hosts {
-		if strings.EqualFold(h, host) || strings.EqualFold(h, name) {
+		if strings.EqualFold(h.name, name) && (h.port == "" || h.port == port) {
 			return true
 		}
 	}

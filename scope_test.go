@@ -348,23 +348,41 @@ func TestWithHostsPassesOthersThrough(t *testing.T) {
 
 func TestWithHostsPortMatching(t *testing.T) {
 	r := newRoutes()
-	tr := spotflowhttp.NewTransport(r, spotflowhttp.WithHosts("localhost:8080", "[::1]"))
+	tr := spotflowhttp.NewTransport(r, spotflowhttp.WithHosts("localhost:8080", "[::1]", "::2", "secure.example:443"))
 	for _, c := range []struct {
-		host   string
+		url    string
 		policy bool
 	}{
-		{"localhost:8080", true}, {"LOCALHOST:8080", true}, {"localhost:9090", false}, {"localhost", false},
-		{"[::1]:8443", true}, {"[::1]", true}, {"[::2]:8443", false},
+		{"http://localhost:8080", true}, {"http://LOCALHOST:8080", true}, {"http://localhost:9090", false}, {"http://localhost", false},
+		{"https://[::1]:8443", true}, {"http://[::1]", true}, {"https://[::3]:8443", false},
+		{"https://[::2]:8443", true},                                           // listed without brackets
+		{"https://secure.example", true}, {"https://secure.example:443", true}, // the scheme's default port
+		{"http://secure.example", false}, {"https://secure.example:8443", false},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+c.host+"/p", strings.NewReader(`{}`))
+		req, _ := http.NewRequest(http.MethodPost, c.url+"/p", strings.NewReader(`{}`))
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if got := spotflowhttp.IdempotencyKeyOf(resp) != ""; got != c.policy {
-			t.Errorf("%s: policy %v, want %v", c.host, got, c.policy)
+			t.Errorf("%s: policy %v, want %v", c.url, got, c.policy)
 		}
+	}
+}
+
+// WithHosts with nothing to match, or with a URL where a host belongs,
+// would give the policy to the wrong requests: it panics, naming itself.
+func TestWithHostsRefusesWhatIsNoHost(t *testing.T) {
+	for _, hosts := range [][]string{nil, {""}, {"  "}, {"https://api.spotflow.co"}, {"api.spotflow.co/api"}, {"api.spotflow.co:https"}} {
+		func() {
+			defer func() {
+				if p, _ := recover().(string); !strings.Contains(p, "WithHosts") {
+					t.Errorf("WithHosts(%q): panic %q, want one naming WithHosts", hosts, p)
+				}
+			}()
+			spotflowhttp.WithHosts(hosts...)
+		}()
 	}
 }
 
@@ -397,5 +415,25 @@ func TestScopesBounded(t *testing.T) {
 	call(t, tr, http.MethodGet, spotflowHost, keyA)
 	if len(clock.Sleeps()) == before {
 		t.Fatal("the scope with an active cool-down was forgotten")
+	}
+}
+
+// WithHosts is read by every layer: the idempotency layer used alone gives
+// no key to a request for another host.
+func TestIdempotencyLayerAloneKeepsToWithHosts(t *testing.T) {
+	var got http.Header
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewIdempotencyTransport(base, spotflowhttp.WithHosts("api.spotflow.co"))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.other.example/orders", strings.NewReader(`{}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if k := got.Get(spotflowhttp.IdempotencyKeyHeader); k != "" {
+		t.Errorf("request for another host got key %q", k)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -308,6 +309,45 @@ func TestOddResponses(t *testing.T) {
 			}
 			if body.closes.Load() != 1 {
 				t.Errorf("caller body closed %d times", body.closes.Load())
+			}
+		})
+	}
+}
+
+// A request without a URL is not the stack's to judge: whatever options
+// are set, it reaches the base transport, which refuses it, and nothing
+// panics, nothing is journaled, the body is closed.
+func TestNilURLRequestRefusedWithoutPanic(t *testing.T) {
+	observer := &spotflowhttp.Observer{
+		AttemptSent: func(context.Context, spotflowhttp.AttemptEvent) {},
+		CallDone:    func(context.Context, spotflowhttp.CallEvent) {},
+	}
+	for _, tc := range []struct {
+		name string
+		opt  spotflowhttp.Option
+	}{
+		{"logger", spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})))},
+		{"observer", spotflowhttp.WithObserver(observer)},
+		{"journal", spotflowhttp.WithJournal(spotflowhttp.NewMemoryJournal())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := newReadCloseCounter(strings.NewReader(`{}`))
+			req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/payments", body)
+			req.URL = nil
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("RoundTrip panicked: %v", p)
+					}
+				}()
+				_, err = spotflowhttp.NewTransport(&http.Transport{}, tc.opt).RoundTrip(req)
+			}()
+			if err == nil {
+				t.Fatal("err = nil, want net/http's refusal")
+			}
+			if n := body.closes.Load(); n != 1 {
+				t.Errorf("request body closed %d times, want 1", n)
 			}
 		})
 	}

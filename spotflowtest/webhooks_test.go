@@ -150,6 +150,20 @@ func TestWebhookSignature(t *testing.T) {
 	if len(hooks) != 2 {
 		t.Fatalf("%d webhooks, want 2", len(hooks))
 	}
+	byRef := checkSignedHooks(t, secret, hooks)
+	checkSuccessEvents(t, h, byRef["pay-1"], byRef["trf-1"])
+	checkDeliveredOnce(t, h.s, byRef)
+	// A replayed create and a refused duplicate are not events.
+	h.do("POST", "/payments", paymentBody("pay-1", 5000, "o-1"))
+	waitWebhooks(t, h.s)
+	if n := len(rc.got()); n != 2 {
+		t.Errorf("%d webhooks after a refused duplicate, want 2", n)
+	}
+}
+
+// checkSignedHooks checks that each of hooks is signed with secret, stamped
+// now and has a msg_ id, and returns them by reference.
+func checkSignedHooks(t *testing.T, secret string, hooks []hook) map[string]hook {
 	byRef := map[string]hook{}
 	for _, hk := range hooks {
 		if want := expectedSignature(secret, hk.id, hk.timestamp, hk.body); hk.signature != want {
@@ -164,7 +178,12 @@ func TestWebhookSignature(t *testing.T) {
 		}
 		byRef[hk.Data.Reference] = hk
 	}
-	p, tr := byRef["pay-1"], byRef["trf-1"]
+	return byRef
+}
+
+// checkSuccessEvents checks the events of TestWebhookSignature's payment
+// p (pay-1, 5000 NGN) and transfer tr (trf-1, 700) against h's ledger.
+func checkSuccessEvents(t *testing.T, h *harness, p, tr hook) {
 	ledger := h.s.Payments()[0]
 	if p.Event != "payment_successful" || p.Data.Status != "successful" || p.Data.Amount != 5000 || p.Data.Currency != "NGN" || p.Data.ID != ledger.ID {
 		t.Errorf("payment webhook: %s", p.body)
@@ -176,8 +195,12 @@ func TestWebhookSignature(t *testing.T) {
 	if v := h.do("GET", "/payments/verify?reference=pay-1", ""); !strings.Contains(string(p.body), `"data":`+v.body+`}`) {
 		t.Errorf("data %s is not verify's %s", p.body, v.body)
 	}
+}
 
-	ds := h.s.Deliveries()
+// checkDeliveredOnce checks that s made two deliveries, each of the hook
+// in byRef for its reference, at the first attempt and accepted.
+func checkDeliveredOnce(t *testing.T, s *spotflowtest.Server, byRef map[string]hook) {
+	ds := s.Deliveries()
 	if len(ds) != 2 {
 		t.Fatalf("deliveries: %+v", ds)
 	}
@@ -185,12 +208,6 @@ func TestWebhookSignature(t *testing.T) {
 		if d.Attempt != 1 || d.Copy != 0 || d.StatusCode != 204 || d.Err != nil || !d.Delivered() || d.BadSignature || d.ID != byRef[d.Reference].id {
 			t.Errorf("delivery %+v", d)
 		}
-	}
-	// A replayed create and a refused duplicate are not events.
-	h.do("POST", "/payments", paymentBody("pay-1", 5000, "o-1"))
-	waitWebhooks(t, h.s)
-	if n := len(rc.got()); n != 2 {
-		t.Errorf("%d webhooks after a refused duplicate, want 2", n)
 	}
 }
 

@@ -57,39 +57,14 @@ func TestHandlerReceivesSimulator(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			for i := range payments {
-				body := fmt.Sprintf(`{"reference":"order-%d","amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`, i)
-				req, _ := http.NewRequest(http.MethodPost, s.BaseURL()+"/payments/initialize", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+s.SecretKey())
-				resp, err := s.Client().Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Fatalf("initialize: %d", resp.StatusCode)
-				}
-			}
+			initializePayments(t, s, payments)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if err := s.WaitWebhooks(ctx); err != nil {
 				t.Fatal(err)
 			}
 
-			events := map[string]string{} // webhook-id → reference, from the simulator's log
-			bad := 0
-			for _, d := range s.Deliveries() {
-				events[d.ID] = d.Reference
-				switch {
-				case d.BadSignature && d.StatusCode != http.StatusForbidden:
-					t.Errorf("forged try of %s answered %d, want 403", d.ID, d.StatusCode)
-				case !d.BadSignature && d.StatusCode != http.StatusOK:
-					t.Errorf("try %d of %s answered %d (%v), want 200", d.Attempt, d.ID, d.StatusCode, d.Err)
-				}
-				if d.BadSignature {
-					bad++
-				}
-			}
+			events, bad := checkTries(t, s.Deliveries())
 			if len(events) != payments || bad == 0 || len(s.Deliveries()) <= payments+bad {
 				t.Fatalf("%d events, %d deliveries, %d forged; the test wants %d events, some duplicates and forgeries",
 					len(events), len(s.Deliveries()), bad, payments)
@@ -110,4 +85,42 @@ func TestHandlerReceivesSimulator(t *testing.T) {
 			}
 		})
 	}
+}
+
+// initializePayments starts n checkouts on s, order-0 to order-n-1, each of
+// which ends in a webhook.
+func initializePayments(t *testing.T, s *spotflowtest.Server, n int) {
+	for i := range n {
+		body := fmt.Sprintf(`{"reference":"order-%d","amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"}}`, i)
+		req, _ := http.NewRequest(http.MethodPost, s.BaseURL()+"/payments/initialize", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.SecretKey())
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("initialize: %d", resp.StatusCode)
+		}
+	}
+}
+
+// checkTries checks that the Handler refused every forged try in ds with a
+// 403 and accepted every other one with a 200. It returns the events the
+// simulator sent (webhook-id → reference) and the number of forged tries.
+func checkTries(t *testing.T, ds []spotflowtest.Delivery) (events map[string]string, bad int) {
+	events = map[string]string{}
+	for _, d := range ds {
+		events[d.ID] = d.Reference
+		switch {
+		case d.BadSignature && d.StatusCode != http.StatusForbidden:
+			t.Errorf("forged try of %s answered %d, want 403", d.ID, d.StatusCode)
+		case !d.BadSignature && d.StatusCode != http.StatusOK:
+			t.Errorf("try %d of %s answered %d (%v), want 200", d.Attempt, d.ID, d.StatusCode, d.Err)
+		}
+		if d.BadSignature {
+			bad++
+		}
+	}
+	return events, bad
 }
