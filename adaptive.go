@@ -50,7 +50,10 @@ import (
 // 429 that was not sent.
 //
 // Each congestion is acted on once: a 429 to a request sent before the
-// cool-down of the last one ended is the same congestion. A cut that rests
+// cool-down of the last one ended (or within a second of it, if there was
+// none) is the same congestion; and the turns handed out before a 429 are
+// void, so that the requests that held them take new ones after the pause
+// instead of queueing behind each other's stale turns. A cut that rests
 // on fewer than ten admissions is at most by half (the traffic was too
 // sparse to say much), and no cut goes below one request per Retry-After.
 // Time is counted in traffic, not on the wall clock, so a client that
