@@ -407,3 +407,64 @@ func TestCoolDownExtendedWhileWaiting(t *testing.T) {
 		t.Errorf("sent %v before the extended cool-down ended", extendedUntil.Sub(last))
 	}
 }
+
+// coolDownRecorder is a CoolDownLimiter that admits everything and records
+// the pauses it is told of.
+type coolDownRecorder struct {
+	mu     sync.Mutex
+	ctxs   []context.Context
+	untils []time.Time
+}
+
+func (l *coolDownRecorder) Wait(context.Context) error { return nil }
+
+func (l *coolDownRecorder) CoolDown(ctx context.Context, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ctxs = append(l.ctxs, ctx)
+	l.untils = append(l.untils, until)
+}
+
+type ctxMark struct{}
+
+// A Limiter shared with other processes hears of every pause an answer
+// asks for, a 429's Retry-After and an exhausted X-RateLimit bank, with the
+// time it ends and the caller's context, whether it paces every request
+// (WithLimiter) or this request's merchant (WithLimiterFunc).
+func TestCoolDownLimiterHearsOfPauses(t *testing.T) {
+	clock := newFakeClock()
+	reset := clock.Now().Add(40 * time.Second).Truncate(time.Second)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		status int
+		until  time.Time
+	}{
+		{"429 Retry-After", headers("Retry-After", "30"), 429, clock.Now().Add(30 * time.Second)},
+		{"X-RateLimit-Remaining 0", headers("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10)), 200, reset},
+	} {
+		for _, byFunc := range []bool{false, true} {
+			lim := &coolDownRecorder{}
+			opt := spotflowhttp.WithLimiter(lim)
+			if byFunc {
+				opt = spotflowhttp.WithLimiterFunc(func(*http.Request) spotflowhttp.Limiter { return lim })
+			}
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: tc.status, Header: tc.header, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1), opt)
+			ctx := context.WithValue(context.Background(), ctxMark{}, tc.name)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			lim.mu.Lock()
+			if len(lim.untils) != 1 || !lim.untils[0].Equal(tc.until) || lim.ctxs[0].Value(ctxMark{}) != tc.name {
+				t.Errorf("%s (limiter func %v): the limiter heard %v, want one pause until %v with the caller's context", tc.name, byFunc, lim.untils, tc.until)
+			}
+			lim.mu.Unlock()
+		}
+	}
+}

@@ -177,77 +177,86 @@ func TestFinal4xx(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 
-	t.Run("missing_parameter", func(t *testing.T) {
-		client, err := openapi.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(), noWait())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := payment("ord-400")
-		req.Customer.Email = ""
-		resp, err := client.CreatePaymentWithResponse(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode() != http.StatusBadRequest || resp.JSON400 == nil {
-			t.Fatalf("status %d, JSON400 %v", resp.StatusCode(), resp.JSON400)
-		}
-		if got, want := string(resp.Body), `{"error":"Bad Request","message":"missing_parameter","status":400}`; got != want {
-			t.Errorf("body = %s, want %s", got, want)
-		}
-		if m, e, s := deref(resp.JSON400.Message), deref(resp.JSON400.Error), deref(resp.JSON400.Status); m != "missing_parameter" || e != "Bad Request" || s != 400 {
-			t.Errorf("JSON400 = {message %q, error %q, status %d}", m, e, s)
-		}
+	t.Run("missing_parameter", func(t *testing.T) { final400MissingParameter(t, ctx, srv) })
+	t.Run("invalid_credentials", func(t *testing.T) { final401InvalidCredentials(t, ctx, srv) })
+	t.Run("not_found", func(t *testing.T) { final404NotFound(t, ctx, srv) })
+}
 
-		e := spotflowhttp.ErrorOf(resp.HTTPResponse)
-		if e == nil {
-			t.Fatal("ErrorOf = nil")
-		}
-		if e.Code != "missing_parameter" || e.Category != spotflowhttp.CategoryDontRetry || e.Attempts != 1 ||
-			!errors.Is(e, spotflowhttp.ErrInvalidRequest) || e.IdempotencyKey == "" {
-			t.Errorf("ErrorOf = %+v", e)
-		}
-	})
+// A 400 is decoded into JSON400, and ErrorOf reads the same body: an
+// invalid request, not to retry.
+func final400MissingParameter(t *testing.T, ctx context.Context, srv *spotflowtest.Server) {
+	client, err := openapi.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(), noWait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := payment("ord-400")
+	req.Customer.Email = ""
+	resp, err := client.CreatePaymentWithResponse(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != http.StatusBadRequest || resp.JSON400 == nil {
+		t.Fatalf("status %d, JSON400 %v", resp.StatusCode(), resp.JSON400)
+	}
+	if got, want := string(resp.Body), `{"error":"Bad Request","message":"missing_parameter","status":400}`; got != want {
+		t.Errorf("body = %s, want %s", got, want)
+	}
+	if m, e, s := deref(resp.JSON400.Message), deref(resp.JSON400.Error), deref(resp.JSON400.Status); m != "missing_parameter" || e != "Bad Request" || s != 400 {
+		t.Errorf("JSON400 = {message %q, error %q, status %d}", m, e, s)
+	}
 
-	t.Run("invalid_credentials", func(t *testing.T) {
-		var escalated []*spotflowhttp.Error
-		client, err := openapi.NewSpotflowClient(srv.BaseURL(), "sk_test_revoked", noWait(),
-			spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { escalated = append(escalated, e) }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := client.CreatePaymentWithResponse(ctx, payment("ord-401"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode() != http.StatusUnauthorized || resp.JSON401 == nil || deref(resp.JSON401.Code) != "invalid_credentials" {
-			t.Fatalf("status %d, body %s", resp.StatusCode(), resp.Body)
-		}
-		e := spotflowhttp.ErrorOf(resp.HTTPResponse)
-		if e == nil || e.Category != spotflowhttp.CategoryEscalate || !errors.Is(e, spotflowhttp.ErrAuthentication) || e.Attempts != 1 {
-			t.Errorf("ErrorOf = %+v", e)
-		}
-		if len(escalated) != 1 {
-			t.Errorf("OnEscalate called %d times, want 1", len(escalated))
-		}
-	})
+	e := spotflowhttp.ErrorOf(resp.HTTPResponse)
+	if e == nil {
+		t.Fatal("ErrorOf = nil")
+	}
+	if e.Code != "missing_parameter" || e.Category != spotflowhttp.CategoryDontRetry || e.Attempts != 1 ||
+		!errors.Is(e, spotflowhttp.ErrInvalidRequest) || e.IdempotencyKey == "" {
+		t.Errorf("ErrorOf = %+v", e)
+	}
+}
 
-	t.Run("not_found", func(t *testing.T) {
-		client, err := openapi.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(), noWait())
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := client.VerifyPaymentWithResponse(ctx, &openapi.VerifyPaymentParams{Reference: "no-such-ref"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode() != http.StatusNotFound || resp.JSON404 == nil || deref(resp.JSON404.Code) != "not_found" {
-			t.Fatalf("status %d, body %s", resp.StatusCode(), resp.Body)
-		}
-		e := spotflowhttp.ErrorOf(resp.HTTPResponse)
-		if e == nil || !errors.Is(e, spotflowhttp.ErrNotFound) || e.Category != spotflowhttp.CategoryDontRetry {
-			t.Errorf("ErrorOf = %+v", e)
-		}
-	})
+// A 401 is decoded into JSON401, and ErrorOf classifies it to escalate,
+// which OnEscalate hears once.
+func final401InvalidCredentials(t *testing.T, ctx context.Context, srv *spotflowtest.Server) {
+	var escalated []*spotflowhttp.Error
+	client, err := openapi.NewSpotflowClient(srv.BaseURL(), "sk_test_revoked", noWait(),
+		spotflowhttp.WithOnEscalate(func(_ context.Context, e *spotflowhttp.Error) { escalated = append(escalated, e) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.CreatePaymentWithResponse(ctx, payment("ord-401"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != http.StatusUnauthorized || resp.JSON401 == nil || deref(resp.JSON401.Code) != "invalid_credentials" {
+		t.Fatalf("status %d, body %s", resp.StatusCode(), resp.Body)
+	}
+	e := spotflowhttp.ErrorOf(resp.HTTPResponse)
+	if e == nil || e.Category != spotflowhttp.CategoryEscalate || !errors.Is(e, spotflowhttp.ErrAuthentication) || e.Attempts != 1 {
+		t.Errorf("ErrorOf = %+v", e)
+	}
+	if len(escalated) != 1 {
+		t.Errorf("OnEscalate called %d times, want 1", len(escalated))
+	}
+}
+
+// A 404 is decoded into JSON404, and ErrorOf reads it as not found.
+func final404NotFound(t *testing.T, ctx context.Context, srv *spotflowtest.Server) {
+	client, err := openapi.NewSpotflowClient(srv.BaseURL(), srv.SecretKey(), noWait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.VerifyPaymentWithResponse(ctx, &openapi.VerifyPaymentParams{Reference: "no-such-ref"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != http.StatusNotFound || resp.JSON404 == nil || deref(resp.JSON404.Code) != "not_found" {
+		t.Fatalf("status %d, body %s", resp.StatusCode(), resp.Body)
+	}
+	e := spotflowhttp.ErrorOf(resp.HTTPResponse)
+	if e == nil || !errors.Is(e, spotflowhttp.ErrNotFound) || e.Category != spotflowhttp.CategoryDontRetry {
+		t.Errorf("ErrorOf = %+v", e)
+	}
 }
 
 // With WithResolveDuplicates a second create with a used reference gets the

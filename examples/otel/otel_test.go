@@ -119,12 +119,7 @@ func TestSpansPerPlacement(t *testing.T) {
 			if resp.StatusCode != http.StatusCreated || spotflowhttp.ErrorOf(resp) != nil {
 				t.Fatalf("status %d, ErrorOf %v", resp.StatusCode, spotflowhttp.ErrorOf(resp))
 			}
-			var spans []sdktrace.ReadOnlySpan
-			for _, s := range sr.Ended() {
-				if s.Name() != "charge" {
-					spans = append(spans, s)
-				}
-			}
+			spans := httpSpans(sr)
 			if len(spans) != len(tc.wantStatuses) {
 				t.Fatalf("%d HTTP spans, want %d", len(spans), len(tc.wantStatuses))
 			}
@@ -143,35 +138,55 @@ func TestSpansPerPlacement(t *testing.T) {
 					t.Errorf("span %d is not a child of the caller's span", i)
 				}
 			}
-			// An attempt's span ends when its response has been classified,
-			// before the wait and the next attempt, so its duration is the
-			// attempt's own.
-			for i := 1; i < len(spans); i++ {
-				if spans[i-1].EndTime().After(spans[i].StartTime()) {
-					t.Errorf("span %d ends after span %d starts", i-1, i)
-				}
-			}
+			checkSpansInTurn(t, spans)
 			if n := len(sr.Started()) - len(sr.Ended()); n != 0 {
 				t.Errorf("%d spans never ended", n)
 			}
 
-			// Outside, every attempt sends the call's traceparent; inside,
-			// each attempt sends its own span's. The key is the same.
 			keys, tps := srv.Config.Handler.(*flaky).headers()
-			key := spotflowhttp.IdempotencyKeyOf(resp)
-			for i := range keys {
-				if keys[i] != key || key == "" {
-					t.Errorf("attempt %d sent key %q, want %q", i+1, keys[i], key)
-				}
-				want := spans[0].SpanContext().SpanID().String()
-				if tc.name == "inside" {
-					want = spans[i].SpanContext().SpanID().String()
-				}
-				if !strings.Contains(tps[i], want) {
-					t.Errorf("attempt %d sent traceparent %q, want span %s", i+1, tps[i], want)
-				}
-			}
+			checkAttemptHeaders(t, tc.name == "inside", spans, spotflowhttp.IdempotencyKeyOf(resp), keys, tps)
 		})
+	}
+}
+
+// httpSpans is the spans sr recorded ended, but the caller's own ("charge").
+func httpSpans(sr *tracetest.SpanRecorder) []sdktrace.ReadOnlySpan {
+	var spans []sdktrace.ReadOnlySpan
+	for _, s := range sr.Ended() {
+		if s.Name() != "charge" {
+			spans = append(spans, s)
+		}
+	}
+	return spans
+}
+
+// checkSpansInTurn checks that each of spans ends before the next starts:
+// an attempt's span ends when its response has been classified, before
+// the wait and the next attempt, so its duration is the attempt's own.
+func checkSpansInTurn(t *testing.T, spans []sdktrace.ReadOnlySpan) {
+	for i := 1; i < len(spans); i++ {
+		if spans[i-1].EndTime().After(spans[i].StartTime()) {
+			t.Errorf("span %d ends after span %d starts", i-1, i)
+		}
+	}
+}
+
+// checkAttemptHeaders checks the key and the traceparent each attempt sent
+// (keys, tps). Outside, every attempt sends the call's traceparent (that
+// of spans[0]); inside, each attempt sends its own span's. The key is the
+// call's, the same for all.
+func checkAttemptHeaders(t *testing.T, inside bool, spans []sdktrace.ReadOnlySpan, key string, keys, tps []string) {
+	for i := range keys {
+		if keys[i] != key || key == "" {
+			t.Errorf("attempt %d sent key %q, want %q", i+1, keys[i], key)
+		}
+		want := spans[0].SpanContext().SpanID().String()
+		if inside {
+			want = spans[i].SpanContext().SpanID().String()
+		}
+		if !strings.Contains(tps[i], want) {
+			t.Errorf("attempt %d sent traceparent %q, want span %s", i+1, tps[i], want)
+		}
 	}
 }
 
