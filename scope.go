@@ -25,6 +25,7 @@ import (
 // or guarded by their own locks.
 type scope struct {
 	host *hostScope
+	key  scopeKey // what the scope is of, to tell a hash collision
 
 	coolUntil atomic.Int64          // end of a 429 cool-down, Unix ns; 0 for none
 	holdUntil atomic.Int64          // end of an X-RateLimit-Remaining 0 hold, Unix ns; 0 for none
@@ -67,7 +68,8 @@ const maxScopes = 4096
 type scopes struct {
 	cfg   *config
 	seed  maphash.Seed // per process and registry: fingerprints say nothing outside it
-	creds sync.Map     // scopeKey -> *scope
+	creds sync.Map     // id -> *scope
+	clash sync.Map     // scopeKey -> *scope, for the scopes whose id another holds
 	hosts sync.Map     // string -> *hostScope
 	n     atomic.Int64 // entries in creds
 	nh    atomic.Int64 // entries in hosts
@@ -117,18 +119,43 @@ func (r *scopes) key(req *http.Request) scopeKey {
 }
 
 func (r *scopes) getKey(k scopeKey, req *http.Request) *scope {
-	if v, ok := r.creds.Load(k); ok {
+	// The registry is keyed by one word, a hash of host and credential, so
+	// a lookup hashes no string twice; the scope found is checked against
+	// the key, and the rare collision is kept apart.
+	id := r.id(k)
+	if v, ok := r.creds.Load(id); ok {
 		s := v.(*scope)
+		if s.key != k {
+			return r.collided(k, req)
+		}
 		if t := r.tick.Load(); s.used.Load() != t {
 			s.used.Store(t)
 		}
 		return s
 	}
-	return r.add(k, req)
+	return r.add(id, k, req)
 }
 
-func (r *scopes) add(k scopeKey, req *http.Request) *scope {
-	s := &scope{host: r.hostScope(k.host)}
+// id is the registry's key for k: a hash of the host mixed with the
+// credential's fingerprint.
+func (r *scopes) id(k scopeKey) uint64 {
+	return maphash.String(r.seed, k.host) ^ k.cred*0x9e3779b97f4a7c15
+}
+
+// collided returns the scope of k when another scope holds its id, from a
+// map of such scopes keyed by k itself. Two scopes in 2^64 ids collide about
+// never; the map keeps even that case right.
+func (r *scopes) collided(k scopeKey, req *http.Request) *scope {
+	if v, ok := r.clash.Load(k); ok {
+		return v.(*scope)
+	}
+	s := r.newScope(k, req)
+	v, _ := r.clash.LoadOrStore(k, s)
+	return v.(*scope)
+}
+
+func (r *scopes) newScope(k scopeKey, req *http.Request) *scope {
+	s := &scope{host: r.hostScope(k.host), key: k}
 	if r.cfg.limits.byKey {
 		if rt, burst, ok := keyPreset(req.Header); ok {
 			s.keyBucket = rate.NewLimiter(rt, burst)
@@ -137,10 +164,18 @@ func (r *scopes) add(k scopeKey, req *http.Request) *scope {
 	if r.cfg.limits.adaptive {
 		s.adaptive = newAdaptiveLimiter(r.cfg.limits.ceiling)
 	}
+	return s
+}
+
+func (r *scopes) add(id uint64, k scopeKey, req *http.Request) *scope {
+	s := r.newScope(k, req)
 	s.used.Store(r.tick.Add(1))
-	v, loaded := r.creds.LoadOrStore(k, s)
+	v, loaded := r.creds.LoadOrStore(id, s)
 	if loaded {
-		return v.(*scope)
+		if old := v.(*scope); old.key == k {
+			return old
+		}
+		return r.collided(k, req)
 	}
 	if r.n.Add(1) > maxScopes {
 		r.shrink()
@@ -177,14 +212,14 @@ func (r *scopes) shrink() {
 	defer r.evict.Unlock()
 	now := r.cfg.clock.Now().UnixNano()
 	type entry struct {
-		k    scopeKey
+		k    any
 		s    *scope
 		used uint64
 	}
 	var all []entry
 	r.creds.Range(func(k, v any) bool {
 		s := v.(*scope)
-		all = append(all, entry{k.(scopeKey), s, s.used.Load()})
+		all = append(all, entry{k, s, s.used.Load()})
 		return true
 	})
 	slices.SortFunc(all, func(a, b entry) int {
@@ -212,6 +247,12 @@ func (r *scopes) shrink() {
 			e.s = nil
 		}
 	}
+	r.clash.Range(func(k, v any) bool {
+		if !v.(*scope).active(now) {
+			r.clash.CompareAndDelete(k, v)
+		}
+		return true
+	})
 	if r.nh.Load() <= target {
 		return
 	}
@@ -231,12 +272,14 @@ func (r *scopes) shrink() {
 
 // resume lifts every halt and tells how many there were.
 func (r *scopes) resume() (lifted int) {
-	r.creds.Range(func(_, v any) bool {
+	lift := func(_, v any) bool {
 		if v.(*scope).halted.Swap(nil) != nil {
 			lifted++
 		}
 		return true
-	})
+	}
+	r.creds.Range(lift)
+	r.clash.Range(lift)
 	return lifted
 }
 
