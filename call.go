@@ -38,12 +38,12 @@ type call struct {
 	scopeKey scopeKey // and its key
 
 	// trace watches a keyed create for net/http resending it on its own
-	// (see traceResends) while tracing is set. Its hook runs on net/http's
+	// (see traceResends), nil for other calls. Its hook runs on net/http's
 	// goroutines: hence the atomic.
-	trace   httptrace.ClientTrace
-	tracing bool
-	conns   atomic.Int32 // connections net/http got for the current attempt
-	unsent  bool         // the last attempt failed before net/http had a connection for it
+	trace  *httptrace.ClientTrace
+	slot   *httptrace.ClientTrace // room for trace allocated with the call, nil if none
+	conns  atomic.Int32           // connections net/http got for the current attempt
+	unsent bool                   // the last attempt failed before net/http had a connection for it
 
 	journal *journalCall // the call's journal entry, nil if none
 }
@@ -58,8 +58,8 @@ func (c *call) Value(k any) any {
 	case callKey{}:
 		return c
 	case traceKey:
-		if c.tracing {
-			return &c.trace
+		if c.trace != nil {
+			return c.trace
 		}
 	}
 	return c.Context.Value(k)
@@ -96,20 +96,42 @@ func (p *keyProbe) Value(k any) any {
 // The same count tells an attempt that failed before it had a connection,
 // so was never sent. Hooks already in the caller's context still run.
 func (c *call) traceResends() {
-	if traceKey == nil || c.tracing {
+	if traceKey == nil || c.trace != nil {
 		return
 	}
-	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
-		c.trace = *user
+	t := c.slot
+	if t == nil {
+		t = new(httptrace.ClientTrace)
 	}
-	got := c.trace.GotConn
-	c.trace.GotConn = func(info httptrace.GotConnInfo) {
+	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
+		*t = *user
+	}
+	got := t.GotConn
+	t.GotConn = func(info httptrace.GotConnInfo) {
 		c.conns.Add(1)
 		if got != nil {
 			got(info)
 		}
 	}
-	c.tracing = true
+	c.trace = t
+}
+
+// keyedCall is a call with room for its client trace, for the methods
+// net/http may resend on its own when they carry a key.
+type keyedCall struct {
+	call
+	room httptrace.ClientTrace
+}
+
+// resendableMethod reports whether net/http resends a request of this
+// method on a dead keep-alive connection only if it carries an idempotency
+// key (it always may for GET, HEAD, OPTIONS and TRACE).
+func resendableMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
 }
 
 // resent reports whether net/http sent the current attempt, which ended
@@ -154,7 +176,15 @@ func begin(req *http.Request, cfg *config) (c *call, r *http.Request, owner bool
 	if c := callOf(req); c != nil && !c.done && !c.inHook {
 		return c, req, false
 	}
-	c = &call{Context: req.Context()}
+	if resendableMethod(req.Method) {
+		// A create may want a client trace (see traceResends): give it room
+		// in the same allocation, so a GET carries none.
+		kc := &keyedCall{call: call{Context: req.Context()}}
+		kc.slot = &kc.room
+		c = &kc.call
+	} else {
+		c = &call{Context: req.Context()}
+	}
 	if o := cfg.obs; o != nil && o.CallDone != nil {
 		c.start = cfg.clock.Now()
 	}

@@ -230,7 +230,7 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	// Without a connection, nothing of the attempt left (a dial, a TLS
 	// handshake or a wait for a free connection failed or was cut short);
 	// only a base known to report connections tells.
-	c.unsent = err != nil && c.tracing && rt.t.netHTTP && c.conns.Load() == 0
+	c.unsent = err != nil && c.trace != nil && rt.t.netHTTP && c.conns.Load() == 0
 	if c.resent(resp, err) {
 		c.maybeSent = true
 	}
@@ -241,11 +241,7 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 // keep-alive connection although its method is not idempotent: it does for
 // a request with an Idempotency-Key or X-Idempotency-Key header.
 func resendable(req *http.Request) bool {
-	switch req.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return headerKey(req.Header, "") != ""
+	return resendableMethod(req.Method) && headerKey(req.Header, "") != ""
 }
 
 // isLocal reports whether err is an answer made by a layer of this package
