@@ -21,7 +21,8 @@ type call struct {
 	// req is the copy of the caller's request that this stack made and
 	// owns: a layer given req may replace its fields (never mutate a map
 	// or slice it shares with the caller's request).
-	req *http.Request
+	req  *http.Request
+	copy http.Request // what req points to when the call made it (begin)
 
 	key       string         // idempotency key of the call, "" if none
 	attempts  int            // attempts handed below the retry layer
@@ -188,7 +189,10 @@ func begin(req *http.Request, cfg *config) (c *call, r *http.Request, owner bool
 	if o := cfg.obs; o != nil && o.CallDone != nil {
 		c.start = cfg.clock.Now()
 	}
-	c.req = req.WithContext(c)
+	// The stack's copy of the request lives in the call: one allocation
+	// for both.
+	c.copy = *req.WithContext(c)
+	c.req = &c.copy
 	return c, c.req, true
 }
 
