@@ -10,7 +10,7 @@ require (
 	github.com/jarcoal/httpmock v1.4.2
 	github.com/oapi-codegen/runtime v1.8.0
 	github.com/ogen-go/ogen v1.24.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-20261126080545-7d1c6edb85a9
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261126093221-cd8f5893864d
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.71.0
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/sdk v1.46.0

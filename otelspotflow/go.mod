@@ -4,7 +4,7 @@ go 1.25.0
 
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-20261126080545-7d1c6edb85a9
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261126093221-cd8f5893864d
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.71.0
 	go.opentelemetry.io/otel v1.46.0
 	go.opentelemetry.io/otel/metric v1.46.0
