@@ -53,18 +53,7 @@ func TestAdaptivePacing(t *testing.T) {
 			if share := float64(r429) / float64(hits); share > tt.max429 {
 				t.Errorf("%d of %d requests answered 429 (%.2f %%), want <= %.1f %%", r429, hits, share*100, tt.max429*100)
 			}
-			for i, s := range tt.steps {
-				from, to := s.from+tt.settling, tt.d
-				if i+1 < len(tt.steps) {
-					to = tt.steps[i+1].from
-				}
-				a, b := int(math.Ceil(from.Seconds())), int(to/sec)
-				got := float64(sum(run.good, a, b)) / float64(b-a)
-				t.Logf("seconds %d to %d: %.1f req/s, %.1f %% of %.0f", a, b, got, got/s.rate*100, s.rate)
-				if got < tt.min*s.rate {
-					t.Errorf("seconds %d to %d: goodput %.1f req/s, want >= %.0f %% of %.0f", a, b, got, tt.min*100, s.rate)
-				}
-			}
+			checkGoodputByLimit(t, run.good, tt.steps, tt.settling, tt.d, tt.min)
 		})
 	}
 }
@@ -100,18 +89,7 @@ func TestAdaptivePacingWithRateLimitHeaders(t *testing.T) {
 			if r429 := sum(run.r429, 0, len(run.r429)); r429 > 0 {
 				t.Errorf("%d requests answered 429, want none", r429)
 			}
-			for i, s := range tt.steps {
-				from, to := s.from+tt.settling, tt.d
-				if i+1 < len(tt.steps) {
-					to = tt.steps[i+1].from
-				}
-				a, b := int(math.Ceil(from.Seconds())), int(to/sec)
-				got := float64(sum(run.good, a, b)) / float64(b-a)
-				t.Logf("seconds %d to %d: %.1f req/s, %.1f %% of %.0f", a, b, got, got/s.rate*100, s.rate)
-				if got < tt.min*s.rate {
-					t.Errorf("seconds %d to %d: goodput %.1f req/s, want >= %.0f %% of %.0f", a, b, got, tt.min*100, s.rate)
-				}
-			}
+			checkGoodputByLimit(t, run.good, tt.steps, tt.settling, tt.d, tt.min)
 		})
 	}
 }
@@ -271,5 +249,24 @@ func TestAdaptiveIgnoresAbsurdRetryAfter(t *testing.T) {
 	t.Logf("%.1f req/s, %d of %d requests answered 429 (%.2f %%)", goodput, r429, ok+r429, share*100)
 	if share > 0.005 || goodput < 40 {
 		t.Errorf("%.1f req/s with %.2f %% of requests answered 429; want at least 40 req/s and at most 0.5 %%", goodput, share*100)
+	}
+}
+
+// checkGoodputByLimit checks that in each window of a run, from settling
+// after a limit took effect to the next change (or the end, d), goodput (the
+// 200s by second in good) is at least min of that limit.
+func checkGoodputByLimit(t *testing.T, good []int, steps []limitStep, settling, d time.Duration, min float64) {
+	t.Helper()
+	for i, s := range steps {
+		from, to := s.from+settling, d
+		if i+1 < len(steps) {
+			to = steps[i+1].from
+		}
+		a, b := int(math.Ceil(from.Seconds())), int(to/time.Second)
+		got := float64(sum(good, a, b)) / float64(b-a)
+		t.Logf("seconds %d to %d: %.1f req/s, %.1f %% of %.0f", a, b, got, got/s.rate*100, s.rate)
+		if got < min*s.rate {
+			t.Errorf("seconds %d to %d: goodput %.1f req/s, want >= %.0f %% of %.0f", a, b, got, min*100, s.rate)
+		}
 	}
 }

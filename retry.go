@@ -59,7 +59,7 @@ func WithMaxAttempts(n int) Option {
 	if n < 1 {
 		invalid("WithMaxAttempts", "%d attempts; a call needs at least 1", n)
 	}
-	return optionFunc(func(cfg *config) { cfg.maxAttempts = max(n, 1) })
+	return optionFunc(func(cfg *config) { cfg.maxAttempts = n })
 }
 
 // WithBackoff sets the factory of the backoff used between attempts. It is
@@ -82,7 +82,7 @@ func WithBackoff(newBackOff func() backoff.BackOff) Option {
 // longer. It panics if d is negative. Only [RetryTransport] reads it.
 func WithServerErrorDelay(d time.Duration) Option {
 	mustNotBeNegative("WithServerErrorDelay", d)
-	return optionFunc(func(cfg *config) { cfg.serverErrorDelay = max(d, 0) })
+	return optionFunc(func(cfg *config) { cfg.serverErrorDelay = d })
 }
 
 // WithMaxRetryAfter caps how long a request may be held back. The default
@@ -96,7 +96,7 @@ func WithServerErrorDelay(d time.Duration) Option {
 // rules. It panics if d is negative.
 func WithMaxRetryAfter(d time.Duration) Option {
 	mustNotBeNegative("WithMaxRetryAfter", d)
-	return optionFunc(func(cfg *config) { cfg.maxRetryAfter = max(d, 0) })
+	return optionFunc(func(cfg *config) { cfg.maxRetryAfter = d })
 }
 
 // WithRetryBudget sizes the retry budget, a token bucket per host shared by
