@@ -77,3 +77,26 @@ func TestAddFieldInPlace(t *testing.T) {
 		t.Errorf("appendJSONString = %s", got)
 	}
 }
+
+// The string scan looks at many bytes at a time (a window, words within
+// it): every byte value at every offset of a short string, and at the
+// offsets around the window's edges in a long one, alone and after another
+// special byte, must be judged as encoding/json judges it.
+func TestTopLevelStringBytes(t *testing.T) {
+	type place struct{ n, from, to int }
+	for _, p := range []place{{19, 0, 19}, {600, 236, 276}, {600, 492, 532}} {
+		plain := strings.Repeat("x", p.n)
+		for c := range 256 {
+			for at := p.from; at < p.to; at++ {
+				for _, before := range []string{"", `\n`, `\\`} {
+					s := before + plain[:at] + string([]byte{byte(c)}) + plain[at:]
+					b := []byte(`{"a":"` + s + `","b":1}`)
+					got := topLevel(b, func(_, _ []byte) bool { return true })
+					if want := json.Valid(b); got != want {
+						t.Fatalf("topLevel(%q) = %v, json.Valid %v", b, got, want)
+					}
+				}
+			}
+		}
+	}
+}
