@@ -100,3 +100,16 @@ func TestTopLevelStringBytes(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTopLevel scans a 1 KiB payment body, mostly one long string, as
+// the reference path does for every create.
+func BenchmarkTopLevel(b *testing.B) {
+	head := `{"amount":5000,"currency":"NGN","customer":{"email":"ada@example.com"},"metadata":{"order_id":"ord-000001","note":"`
+	body := []byte(head + strings.Repeat("x", 1024-len(head)-3) + `"}}`)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !topLevel(body, func(_, _ []byte) bool { return true }) {
+			b.Fatal("invalid")
+		}
+	}
+}
