@@ -25,28 +25,62 @@ type call struct {
 	copy http.Request // what req points to when the call made it (begin)
 
 	key       string         // idempotency key of the call, "" if none
-	attempts  int            // attempts handed below the retry layer
-	resp      *http.Response // the response err describes
-	err       *Error         // annotation of resp, nil for a success
+	attempts  int32          // attempts handed below the retry layer
 	replay    bool           // resp is an existing resource fetched for a duplicate
 	maybeSent bool           // an attempt that failed may have reached Spotflow
 	done      bool           // the outermost layer has returned
 	inHook    bool           // a callback of the user's is running
-	start     time.Time      // when the call began, if an observer wants its duration
+	resp      *http.Response // the response err describes
+	err       *Error         // annotation of resp, nil for a success
 
-	scope    *scope   // the scope of the call's host and credential, once looked up
-	scopes   *scopes  // the registry scope belongs to
-	scopeKey scopeKey // and its key
+	scope *scope // the scope of the call's host and credential, once looked up
+
+	// x is the state only some calls need, nil for the others; when begin
+	// knows a call needs it, it lives in the same allocation as the call.
+	// Keeping it out of call keeps a GET's one allocation small.
+	x *callExtra
+}
+
+// callExtra is the state of a call that is a create (which net/http may
+// resend), is journaled or is timed for an observer.
+type callExtra struct {
+	start time.Time // when the call began, if an observer wants its duration
 
 	// trace watches a keyed create for net/http resending it on its own
 	// (see traceResends), nil for other calls. Its hook runs on net/http's
 	// goroutines: hence the atomic.
 	trace  *httptrace.ClientTrace
-	slot   *httptrace.ClientTrace // room for trace allocated with the call, nil if none
-	conns  atomic.Int32           // connections net/http got for the current attempt
-	unsent bool                   // the last attempt failed before net/http had a connection for it
+	room   httptrace.ClientTrace // what trace points to, unless the layers had no extra room
+	conns  atomic.Int32          // connections net/http got for the current attempt
+	unsent bool                  // the last attempt failed before net/http had a connection for it
 
 	journal *journalCall // the call's journal entry, nil if none
+
+	keyValue [1]string // the value of the key header the call sets
+}
+
+// extra returns the call's extra state, making it if the call has none.
+func (c *call) extra() *callExtra {
+	if c.x == nil {
+		c.x = new(callExtra)
+	}
+	return c.x
+}
+
+// keyValue returns a header value holding key, in the call's extra state if
+// it has some.
+func (c *call) keyValue(key string) []string {
+	if c.x == nil {
+		return []string{key}
+	}
+	c.x.keyValue[0] = key
+	return c.x.keyValue[:]
+}
+
+// unsent reports whether the call's last attempt failed before net/http
+// had a connection for it, so was never sent.
+func (c *call) unsent() bool {
+	return c.x != nil && c.x.unsent
 }
 
 type callKey struct{}
@@ -59,8 +93,8 @@ func (c *call) Value(k any) any {
 	case callKey{}:
 		return c
 	case traceKey:
-		if c.trace != nil {
-			return c.trace
+		if c.x != nil && c.x.trace != nil {
+			return c.x.trace
 		}
 	}
 	return c.Context.Value(k)
@@ -97,31 +131,28 @@ func (p *keyProbe) Value(k any) any {
 // The same count tells an attempt that failed before it had a connection,
 // so was never sent. Hooks already in the caller's context still run.
 func (c *call) traceResends() {
-	if traceKey == nil || c.trace != nil {
+	x := c.extra()
+	if traceKey == nil || x.trace != nil {
 		return
 	}
-	t := c.slot
-	if t == nil {
-		t = new(httptrace.ClientTrace)
-	}
+	t := &x.room
 	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
 		*t = *user
 	}
 	got := t.GotConn
 	t.GotConn = func(info httptrace.GotConnInfo) {
-		c.conns.Add(1)
+		x.conns.Add(1)
 		if got != nil {
 			got(info)
 		}
 	}
-	c.trace = t
+	x.trace = t
 }
 
-// keyedCall is a call with room for its client trace, for the methods
-// net/http may resend on its own when they carry a key.
-type keyedCall struct {
+// extendedCall is a call with its extra state in the same allocation.
+type extendedCall struct {
 	call
-	room httptrace.ClientTrace
+	extra callExtra
 }
 
 // resendableMethod reports whether net/http resends a request of this
@@ -140,7 +171,7 @@ func resendableMethod(m string) bool {
 // the server refused or never took (REFUSED_STREAM, above a GOAWAY's last
 // stream), which were not processed, so they don't count.
 func (c *call) resent(resp *http.Response, err error) bool {
-	if c.conns.Load() < 2 {
+	if c.x == nil || c.x.conns.Load() < 2 {
 		return false
 	}
 	if resp != nil {
@@ -177,17 +208,18 @@ func begin(req *http.Request, cfg *config) (c *call, r *http.Request, owner bool
 	if c := callOf(req); c != nil && !c.done && !c.inHook {
 		return c, req, false
 	}
-	if resendableMethod(req.Method) {
-		// A create may want a client trace (see traceResends): give it room
-		// in the same allocation, so a GET carries none.
-		kc := &keyedCall{call: call{Context: req.Context()}}
-		kc.slot = &kc.room
-		c = &kc.call
+	timed := cfg.obs != nil && cfg.obs.CallDone != nil
+	if resendableMethod(req.Method) || timed || cfg.journal != nil {
+		// A create may want a client trace (see traceResends): give it
+		// room in the same allocation, so a GET carries none.
+		ec := &extendedCall{call: call{Context: req.Context()}}
+		ec.x = &ec.extra
+		c = &ec.call
+		if timed {
+			c.x.start = cfg.clock.Now()
+		}
 	} else {
 		c = &call{Context: req.Context()}
-	}
-	if o := cfg.obs; o != nil && o.CallDone != nil {
-		c.start = cfg.clock.Now()
 	}
 	// The stack's copy of the request lives in the call: one allocation
 	// for both.

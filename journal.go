@@ -169,7 +169,7 @@ func (t *IdempotencyTransport) record(c *call, r *http.Request, key string) erro
 			local:    true,
 		}
 	}
-	c.journal = &journalCall{j: t.cfg.journal, owner: e.Owner}
+	c.extra().journal = &journalCall{j: t.cfg.journal, owner: e.Owner}
 	return nil
 }
 
@@ -198,14 +198,14 @@ func (cfg *config) referenceFieldOrDefault() string {
 // outcome is uncertain. A failure to write only leaves the entry pending
 // longer, so it is logged, not returned.
 func (c *call) endJournal(cfg *config, e *Error) {
-	if c.journal != nil { // small enough to inline: calls without a journal pay a nil check
+	if c.x != nil && c.x.journal != nil { // small enough to inline: calls without a journal pay two nil checks
 		c.settleJournal(cfg, e)
 	}
 }
 
 func (c *call) settleJournal(cfg *config, e *Error) {
-	jc := c.journal
-	c.journal = nil
+	jc := c.x.journal
+	c.x.journal = nil
 	ctx := context.WithoutCancel(c.Context)
 	var err error
 	if e != nil && e.Uncertain {

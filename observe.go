@@ -370,7 +370,7 @@ func AttemptsOf(resp *http.Response) int {
 	if c == nil {
 		return 0
 	}
-	return max(c.attempts, 1) // a response was obtained, so something was sent
+	return max(int(c.attempts), 1) // a response was obtained, so something was sent
 }
 
 // observer composes the observers a config was given, the hooks
@@ -469,9 +469,11 @@ func logObserver(l *slog.Logger) Observer {
 func (cfg *config) callDone(c *call, resp *http.Response, err error) {
 	ev := CallEvent{
 		RequestInfo:    requestInfo(c.req),
-		Duration:       cfg.clock.Now().Sub(c.start),
 		IdempotencyKey: c.key,
 		RetryBudget:    -1,
+	}
+	if c.x != nil { // begin times every call of a config that reports durations
+		ev.Duration = cfg.clock.Now().Sub(c.x.start)
 	}
 	if c.scope != nil {
 		ev.RetryBudget = c.scope.host.budget.available()
@@ -484,7 +486,7 @@ func (cfg *config) callDone(c *call, resp *http.Response, err error) {
 	if e := ev.Error; e != nil {
 		ev.Attempts, ev.Category, ev.StatusCode, ev.Uncertain = e.Attempts, e.Category, e.StatusCode, e.Uncertain
 	} else {
-		ev.Attempts = max(c.attempts, 1)
+		ev.Attempts = max(int(c.attempts), 1)
 	}
 	ev.Outcome = outcomeOf(ev.Error, resp != nil)
 	if resp != nil {
@@ -509,7 +511,7 @@ func (cfg *config) attemptSent(req *http.Request) {
 	c, ctx := eventContext(req)
 	ev := AttemptEvent{RequestInfo: requestInfo(req), Attempt: 1}
 	if c != nil {
-		ev.Attempt, ev.IdempotencyKey = max(c.attempts, 1), c.key
+		ev.Attempt, ev.IdempotencyKey = max(int(c.attempts), 1), c.key
 	}
 	o := cfg.obs
 	c.hook(func() { o.AttemptSent(ctx, ev) })
@@ -527,7 +529,7 @@ func (cfg *config) retrying(c *call, req *http.Request, attempt int, wait time.D
 // (nil if there was none), for reason. wait is the wait that was not made;
 // err, if not nil, says more than e.
 func (cfg *config) stopped(c *call, req *http.Request, reason StopReason, e *Error, wait time.Duration, err error) {
-	ev := StopEvent{RequestInfo: requestInfo(req), Reason: reason, Attempts: c.attempts, Wait: wait, Err: err,
+	ev := StopEvent{RequestInfo: requestInfo(req), Reason: reason, Attempts: int(c.attempts), Wait: wait, Err: err,
 		IdempotencyKey: c.key}
 	if e != nil {
 		ev.StatusCode, ev.Code = e.StatusCode, e.Code

@@ -225,12 +225,17 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	c := rt.c
 	c.attempts++
-	c.conns.Store(0)
+	x := c.x
+	if x != nil {
+		x.conns.Store(0)
+	}
 	resp, err := send(rt.t.base, r)
-	// Without a connection, nothing of the attempt left (a dial, a TLS
-	// handshake or a wait for a free connection failed or was cut short);
-	// only a base known to report connections tells.
-	c.unsent = err != nil && c.trace != nil && rt.t.netHTTP && c.conns.Load() == 0
+	if x != nil {
+		// Without a connection, nothing of the attempt left (a dial, a TLS
+		// handshake or a wait for a free connection failed or was cut
+		// short); only a base known to report connections tells.
+		x.unsent = err != nil && x.trace != nil && rt.t.netHTTP && x.conns.Load() == 0
+	}
 	if c.resent(resp, err) {
 		c.maybeSent = true
 	}
@@ -277,7 +282,7 @@ func (rt *retrier) dropPrevious() {
 func (rt *retrier) budgetOf() *retryBudget {
 	if rt.budget == nil {
 		c, reg := rt.c, rt.t.cfg.scopes
-		if c.scopes == reg && c.scope != nil {
+		if c.scope != nil && c.scope.reg == reg {
 			// The rate-limit layer below looked up this attempt's scope.
 			rt.budget = c.scope.host.budget
 		} else {
@@ -298,7 +303,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 			return nil, false // refused below us, or the caller gave up
 		}
 		sent, transient := connErrorInfo(err)
-		sent = sent && !c.unsent
+		sent = sent && !c.unsent()
 		c.maybeSent = c.maybeSent || sent
 		if !transient {
 			rt.stop(StopPermanent, nil, 0, err)

@@ -25,6 +25,7 @@ import (
 // or guarded by their own locks.
 type scope struct {
 	host *hostScope
+	reg  *scopes  // the registry the scope belongs to
 	key  scopeKey // what the scope is of, to tell a hash collision
 
 	coolUntil atomic.Int64          // end of a 429 cool-down, Unix ns; 0 for none
@@ -155,7 +156,7 @@ func (r *scopes) collided(k scopeKey, req *http.Request) *scope {
 }
 
 func (r *scopes) newScope(k scopeKey, req *http.Request) *scope {
-	s := &scope{host: r.hostScope(k.host), key: k}
+	s := &scope{host: r.hostScope(k.host), reg: r, key: k}
 	if r.cfg.limits.byKey {
 		if rt, burst, ok := keyPreset(req.Header); ok {
 			s.keyBucket = rate.NewLimiter(rt, burst)
@@ -288,11 +289,11 @@ func (r *scopes) resume() (lifted int) {
 // lookup between them.
 func (c *call) scopeIn(r *scopes, req *http.Request) *scope {
 	k := r.key(req)
-	if c.scope != nil && c.scopes == r && c.scopeKey == k {
-		return c.scope
+	if s := c.scope; s != nil && s.reg == r && s.key == k {
+		return s
 	}
 	s := r.getKey(k, req)
-	c.scope, c.scopes, c.scopeKey = s, r, k
+	c.scope = s
 	return s
 }
 

@@ -147,7 +147,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 		}
 		e := c.asError(err)
 		if e.Attempts == 0 {
-			e.Attempts = c.attempts
+			e.Attempts = int(c.attempts)
 			if !e.local {
 				e.Attempts = max(e.Attempts, 1)
 			}
@@ -177,7 +177,7 @@ func (cfg *config) annotate(c *call, resp *http.Response, err error) (*http.Resp
 		c.endJournal(cfg, nil)
 		return resp, nil
 	}
-	e.Attempts = max(c.attempts, 1)
+	e.Attempts = max(int(c.attempts), 1)
 	e.IdempotencyKey = c.key
 	// A final 429 or 4xx says nothing of an earlier attempt that may have
 	// been processed.
@@ -199,5 +199,5 @@ func (c *call) asError(err error) *Error {
 		return e
 	}
 	sent, _ := connErrorInfo(err)
-	return &Error{Category: CategoryRetry, Uncertain: sent && !c.unsent, Err: err, kind: ErrAPIConnection}
+	return &Error{Category: CategoryRetry, Uncertain: sent && !c.unsent(), Err: err, kind: ErrAPIConnection}
 }

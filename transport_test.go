@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,35 @@ func TestCallerRequestUntouched(t *testing.T) {
 	}
 	if resp.Request == req {
 		t.Error("resp.Request is the caller's request; want the clone that was sent")
+	}
+}
+
+// A base transport that edits the header of the request it is given (Set,
+// Add, Del: which it must not, but some do) edits the stack's copy, never
+// the caller's header, whose value slices the copy shares.
+func TestBaseHeaderEditsStayInTheCopy(t *testing.T) {
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Header.Add("Authorization", "Bearer other")
+		r.Header.Add("X-Trace", "b")
+		r.Header.Set("Content-Type", "text/plain")
+		r.Header.Del("Accept")
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+	})
+	req, _ := http.NewRequest("POST", "http://spotflow.invalid/api/v1/payments", strings.NewReader(`{}`))
+	auth := make([]string, 1, 4) // room to append into, as Header.Add leaves
+	auth[0] = "Bearer sk_test_x"
+	trace := append(make([]string, 0, 4), "a")
+	req.Header = http.Header{"Authorization": auth, "X-Trace": trace, "Content-Type": {"application/json"}, "Accept": {"*/*"}}
+	for range 3 {
+		resp, err := spotflowhttp.NewTransport(base).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	want := http.Header{"Authorization": {"Bearer sk_test_x"}, "X-Trace": {"a"}, "Content-Type": {"application/json"}, "Accept": {"*/*"}}
+	if !reflect.DeepEqual(req.Header, want) || auth[:2][1] != "" || trace[:2][1] != "" {
+		t.Errorf("caller's header became %v (spare capacity %q, %q)", req.Header, auth[:2], trace[:2])
 	}
 }
 
