@@ -240,8 +240,13 @@ func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, i
 	if v := req.Header[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
 		return v[0], true, nil
 	}
-	if k := headerKey(req.Header, ""); k != "" {
-		return k, false, nil // the caller's, under a standard name: copied to ours
+	for _, name := range [...]string{IdempotencyKeyHeader, "X-Idempotency-Key"} {
+		if name == t.cfg.keyHeader {
+			continue // looked at above
+		}
+		if v := req.Header[name]; len(v) > 0 && v[0] != "" {
+			return v[0], false, nil // the caller's, under a standard name: copied to ours
+		}
 	}
 	if k, _ := req.Context().Value(keyContextKey{}).(string); k != "" {
 		return k, false, nil

@@ -129,14 +129,14 @@ func drain(resp *http.Response, err error) error {
 	return resp.Body.Close()
 }
 
-// BenchmarkInterleavedInMemory is BenchmarkInMemoryGET and POST, interleaved
-// in blocks of 256 calls per client.
+// BenchmarkInterleavedInMemory is BenchmarkInMemoryGET and POST (with its
+// +reference row), interleaved in blocks of 256 calls per client.
 func BenchmarkInterleavedInMemory(b *testing.B) {
 	b.Run("GET", func(b *testing.B) {
 		interleaveSerial(b, contenders(cannedOK, false), 256, getCall("http://spotflow.invalid/api/v1/payments/verify?reference=ref"))
 	})
 	b.Run("POST", func(b *testing.B) {
-		interleaveSerial(b, contenders(cannedOK, false), 256, postCall("http://spotflow.invalid/api/v1/payments"))
+		interleaveSerial(b, contenders(cannedOK, true), 256, postCall("http://spotflow.invalid/api/v1/payments"))
 	})
 }
 
