@@ -50,7 +50,7 @@ type callExtra struct {
 	// (see traceResends), nil for other calls. Its hook runs on net/http's
 	// goroutines: hence the atomic.
 	trace  *httptrace.ClientTrace
-	room   httptrace.ClientTrace // what trace points to, unless the layers had no extra room
+	room   httptrace.ClientTrace // what trace points to, once set
 	conns  atomic.Int32          // connections net/http got for the current attempt
 	unsent bool                  // the last attempt failed before net/http had a connection for it
 
@@ -210,8 +210,9 @@ func begin(req *http.Request, cfg *config) (c *call, r *http.Request, owner bool
 	}
 	timed := cfg.obs != nil && cfg.obs.CallDone != nil
 	if resendableMethod(req.Method) || timed || cfg.journal != nil {
-		// A create may want a client trace (see traceResends): give it
-		// room in the same allocation, so a GET carries none.
+		// A create may want a client trace (see traceResends), a journaled
+		// call its entry, a timed call its start: room for them in the
+		// same allocation, which a plain GET does without.
 		ec := &extendedCall{call: call{Context: req.Context()}}
 		ec.x = &ec.extra
 		c = &ec.call
