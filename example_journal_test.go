@@ -53,3 +53,27 @@ func ExampleReconciler() {
 	// order-1001 created by verify successful
 	// left: 0 <nil>
 }
+
+// A person settles an entry a Reconciler could not: here, a payment the
+// customer confirmed by phone. The spotflow-journal command's resolve does
+// this on a journal file, and writes record's line to an audit file.
+func ExampleResolve() {
+	journal := spotflowhttp.NewMemoryJournal()
+	journal.Record(context.Background(), spotflowhttp.Entry{
+		Key: "3f2a", Reference: "order-1002", Method: http.MethodPost,
+		URL: "https://api.spotflow.co/api/v1/payments",
+	})
+	s, err := spotflowhttp.Resolve(context.Background(), journal, "3f2a", spotflowhttp.OutcomeCreated,
+		"customer confirmed by phone",
+		func(s spotflowhttp.Settlement) error {
+			fmt.Println("audit:", s.Entry.Reference, s.Outcome, "by", s.By, "-", s.Note)
+			return nil
+		})
+	fmt.Println(s.Outcome, err)
+	left, _ := journal.Pending(context.Background())
+	fmt.Println("left:", len(left))
+	// Output:
+	// audit: order-1002 created by person - customer confirmed by phone
+	// created <nil>
+	// left: 0
+}

@@ -88,9 +88,12 @@ const (
 	// SettledByExpiry: nothing settled the entry before the idempotency
 	// window closed, or nothing ever can (an entry without a body).
 	SettledByExpiry
+	// SettledByPerson: a person decided, through [Resolve] (the
+	// spotflow-journal command's resolve, or the journaladmin handler).
+	SettledByPerson
 )
 
-// String returns webhook, verify, resend or expiry.
+// String returns webhook, verify, resend, expiry or person.
 func (b SettledBy) String() string {
 	switch b {
 	case SettledByWebhook:
@@ -101,6 +104,8 @@ func (b SettledBy) String() string {
 		return "resend"
 	case SettledByExpiry:
 		return "expiry"
+	case SettledByPerson:
+		return "person"
 	}
 	return fmt.Sprintf("SettledBy(%d)", int(b))
 }
@@ -122,6 +127,9 @@ type Settlement struct {
 	// Err is the failure behind OutcomeNotCreated or OutcomeNeedsHuman:
 	// an *Error for an answer from Spotflow.
 	Err error
+	// Note is what the person who settled the entry wrote
+	// ([SettledByPerson]); "" otherwise.
+	Note string
 }
 
 // Reconciler settles the pending entries of a [Journal]: calls that ended
