@@ -1,0 +1,20 @@
+module github.com/spotflow-go/spotflowhttp/cmd/spotflow-journal
+
+go 1.25.0
+
+require (
+	github.com/redis/go-redis/v9 v9.22.0
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261207013758-3fe124ef8798
+	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0-20261207013758-3fe124ef8798
+)
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-redis/redis_rate/v10 v10.0.1 // indirect
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
+	go.etcd.io/bbolt v1.4.3 // indirect
+	go.uber.org/atomic v1.11.0 // indirect
+	golang.org/x/sys v0.30.0 // indirect
+	golang.org/x/time v0.15.0 // indirect
+)
