@@ -42,9 +42,14 @@ func TestResolveSettlesTheEntryAndAppendsAnAuditRecord(t *testing.T) {
 	if fi, _ := os.Stat(path + ".audit.jsonl"); fi.Mode().Perm() != 0o600 {
 		t.Errorf("audit file mode %v, want 0600", fi.Mode().Perm())
 	}
+	sj(t, nil, "resolve", "-file", path, "-outcome", "created", "key-old").want(t, 2, `no pending entry with key "key-old"`)
+}
 
+func TestResolveAppendsToTheAuditFileGivenAndPrintsJSON(t *testing.T) {
+	path := fillBolt(t, nil, testEntries(time.Now()))
 	audit := filepath.Join(t.TempDir(), "decisions.jsonl")
-	r = sj(t, nil, "resolve", "-file", path, "-outcome", "not_created", "-audit", audit, "-json", "key-shop")
+	var rec journaladmin.AuditRecord
+	r := sj(t, nil, "resolve", "-file", path, "-outcome", "not_created", "-audit", audit, "-json", "key-shop")
 	r.want(t, 0)
 	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || rec.Key != "key-shop" || rec.Outcome != "not_created" || rec.Account != "shop-7" {
 		t.Errorf("resolve -json printed %q (%v)", r.stdout, err)
@@ -52,7 +57,9 @@ func TestResolveSettlesTheEntryAndAppendsAnAuditRecord(t *testing.T) {
 	if b, _ := os.ReadFile(audit); !strings.Contains(string(b), `"key":"key-shop"`) {
 		t.Errorf("-audit file: %s", b)
 	}
-	sj(t, nil, "resolve", "-file", path, "-outcome", "created", "key-old").want(t, 2, `no pending entry with key "key-old"`)
+	if _, err := os.Stat(path + ".audit.jsonl"); !os.IsNotExist(err) {
+		t.Errorf("the default audit file was written too: %v", err)
+	}
 }
 
 func TestResolveKeepsTheEntryWhenTheAuditCannotBeWritten(t *testing.T) {
