@@ -16,6 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sync"
 	"time"
 
@@ -28,7 +30,8 @@ import (
 // Journal is a [spotflowhttp.Journal] in a bbolt file. It is safe for
 // concurrent use by multiple goroutines.
 type Journal struct {
-	db *bolt.DB
+	db       *bolt.DB
+	readOnly bool
 
 	mu     sync.Mutex
 	queue  []*write // writes waiting for the next commit
@@ -47,17 +50,133 @@ const LockTimeout = time.Second
 // ErrClosed is returned by the methods of a closed Journal.
 var ErrClosed = errors.New("boltjournal: journal closed")
 
+// ErrDamaged is wrapped by the error [Open], [OpenReadOnly] and [Salvage]
+// return for a file that is not a sound journal: meta pages zeroed or
+// garbled, a file cut short, a page that is not what the tree says, random
+// bytes, an entry that is not one. Test for it with [errors.Is]. The error
+// names the file and says what to do: move it aside, read out what it still
+// holds with [Salvage] (or `spotflow-journal salvage -file PATH`), and start
+// with a new file.
+var ErrDamaged = errors.New("boltjournal: damaged journal")
+
+// ErrInUse is wrapped by the error [Open] and [OpenReadOnly] return when
+// another process holds the file's lock for longer than [LockTimeout]: a
+// running service has it open.
+var ErrInUse = errors.New("boltjournal: journal in use by another process")
+
+// ErrReadOnly is returned by Record, Claim and Settle of a Journal opened
+// with [OpenReadOnly].
+var ErrReadOnly = errors.New("boltjournal: journal opened read-only")
+
 // Open opens the journal file at path, creating it (mode 0600: entries hold
 // request bodies) if needed. Every entry in it is freed, its claim ended
 // now, since the file can only have been held by a process that has exited:
 // a reconciler may settle them at once. The caller must Close the journal.
+//
+// Before bbolt maps the file, Open reads it as bytes and checks it: its
+// meta pages, its size against what they say, every page of the tree and
+// the freelist. A file that fails is never handed to bbolt, and a panic or
+// memory fault inside bbolt while opening is recovered; either way Open
+// returns an error wrapping [ErrDamaged] that names the file and says what
+// to do, rather than crash the process. A file another process holds gives
+// an error wrapping [ErrInUse] after [LockTimeout]. The check reads each
+// page of the tree once: its cost grows with the entries held, like that
+// of freeing them (see the README for figures).
 func Open(path string) (*Journal, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
+	return open(path, false)
+}
+
+// OpenReadOnly opens the journal file at path to look at it without
+// changing it: it takes a shared lock (other readers may open it too, a
+// writer may not, and a process that has it open with [Open] makes it fail
+// with [ErrInUse]), frees no claim and takes none. Pending works; Record,
+// Claim and Settle return [ErrReadOnly]. The file is checked as [Open]
+// checks it. A missing file is an error, never created. The caller must
+// Close the journal, which releases the lock.
+func OpenReadOnly(path string) (*Journal, error) {
+	return open(path, true)
+}
+
+func open(path string, readOnly bool) (*Journal, error) {
+	f, err := openChecked(path, readOnly)
 	if err != nil {
-		return nil, fmt.Errorf("boltjournal: open %s: %w", path, err)
+		return nil, err
 	}
-	now := time.Now()
-	err = db.Update(func(tx *bolt.Tx) error {
+	db, err := openBolt(path, f, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	if !readOnly {
+		now := time.Now()
+		if err := protect("open", path, func() error { return freeClaims(db, now) }); err != nil {
+			db.Close()
+			if errors.Is(err, errBadEntry) {
+				err = damaged("open", path, err.Error())
+			}
+			return nil, openErr(path, err)
+		}
+	}
+	return &Journal{db: db, readOnly: readOnly}, nil
+}
+
+// openChecked opens and locks the file as bbolt will, then checks it.
+func openChecked(path string, readOnly bool) (*os.File, error) {
+	flag := os.O_RDWR | os.O_CREATE
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if readOnly && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("boltjournal: open %s: no journal file there (%w): give the path of an existing journal", path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltjournal: %w", err)
+	}
+	err = lockFile(f, !readOnly, LockTimeout)
+	var info os.FileInfo
+	if err == nil {
+		info, err = f.Stat()
+	}
+	if err == nil && info.Size() > 0 {
+		if why := checkFile(f, info.Size()); why != nil {
+			err = damaged("open", path, why.Error())
+		}
+	} else if err == nil && readOnly {
+		err = fmt.Errorf("boltjournal: open %s: empty file, no journal written to it yet: nothing to read", path)
+	}
+	if err != nil {
+		f.Close() // releases the lock
+		return nil, openErr(path, err)
+	}
+	return f, nil
+}
+
+// openBolt hands f, open, locked and checked, to bbolt. bbolt closes f when
+// it fails and when the DB is closed.
+func openBolt(path string, f *os.File, readOnly bool) (*bolt.DB, error) {
+	opts := &bolt.Options{
+		Timeout:  LockTimeout,
+		ReadOnly: readOnly,
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+	}
+	var db *bolt.DB
+	err := protect("open", path, func() (err error) {
+		db, err = bolt.Open(path, 0o600, opts)
+		return err
+	})
+	if err != nil {
+		f.Close() // after a panic bbolt has not; otherwise a no-op
+		return nil, openErr(path, err)
+	}
+	return db, nil
+}
+
+// errBadEntry marks an entry that is not JSON: damage bbolt cannot see.
+var errBadEntry = errors.New("entry is not a journal entry")
+
+// freeClaims ends every claim in the file now.
+func freeClaims(db *bolt.DB, now time.Time) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
 		if err != nil {
 			return err
@@ -65,7 +184,7 @@ func Open(path string) (*Journal, error) {
 		return b.ForEach(func(k, v []byte) error {
 			var e spotflowhttp.Entry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("entry %q: %w", k, err)
+				return fmt.Errorf("%w: %q: %v", errBadEntry, k, err)
 			}
 			if !e.Until.After(now) {
 				return nil
@@ -74,11 +193,6 @@ func Open(path string) (*Journal, error) {
 			return put(b, e)
 		})
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("boltjournal: open %s: %w", path, err)
-	}
-	return &Journal{db: db}, nil
 }
 
 // Close waits for the writes in progress and closes the file. Later calls
@@ -94,6 +208,9 @@ func (j *Journal) Close() error {
 // Record implements [spotflowhttp.Journal]: the entry is on disk when it
 // returns.
 func (j *Journal) Record(ctx context.Context, e spotflowhttp.Entry) error {
+	if j.readOnly {
+		return ErrReadOnly
+	}
 	if e.Key == "" {
 		return errors.New("boltjournal: entry without a key")
 	}
@@ -106,6 +223,9 @@ func (j *Journal) Record(ctx context.Context, e spotflowhttp.Entry) error {
 
 // Claim implements [spotflowhttp.Journal].
 func (j *Journal) Claim(ctx context.Context, key, owner string, now, until time.Time) (bool, error) {
+	if j.readOnly {
+		return false, ErrReadOnly
+	}
 	var ok bool
 	err := j.commit(func(b *bolt.Bucket) error {
 		ok = false
@@ -122,6 +242,9 @@ func (j *Journal) Claim(ctx context.Context, key, owner string, now, until time.
 
 // Settle implements [spotflowhttp.Journal].
 func (j *Journal) Settle(ctx context.Context, key, owner string) (bool, error) {
+	if j.readOnly {
+		return false, ErrReadOnly
+	}
 	var ok bool
 	err := j.commit(func(b *bolt.Bucket) error {
 		ok = false
@@ -138,14 +261,22 @@ func (j *Journal) Settle(ctx context.Context, key, owner string) (bool, error) {
 // Pending implements [spotflowhttp.Journal].
 func (j *Journal) Pending(ctx context.Context) ([]spotflowhttp.Entry, error) {
 	var out []spotflowhttp.Entry
-	err := j.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			var e spotflowhttp.Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("boltjournal: entry %q: %w", k, err)
+	// Protected: a read-only Journal is how an operator looks at a file
+	// that may be damaged in ways the check at opening does not see.
+	err := protect("read", j.db.Path(), func() error {
+		return j.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			if b == nil { // a file bbolt made but Open never finished
+				return nil
 			}
-			out = append(out, e)
-			return nil
+			return b.ForEach(func(k, v []byte) error {
+				var e spotflowhttp.Entry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("boltjournal: entry %q: %w", k, err)
+				}
+				out = append(out, e)
+				return nil
+			})
 		})
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

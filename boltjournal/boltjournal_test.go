@@ -15,7 +15,12 @@ import (
 	"github.com/spotflow-go/spotflowhttp/journaltest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(openChildEnv); path != "" {
+		os.Exit(openChild(path))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func open(t *testing.T) *boltjournal.Journal {
 	t.Helper()
