@@ -87,6 +87,23 @@ func TestSealJournalStoresNoPlaintext(t *testing.T) {
 	}
 }
 
+// TestMemoryJournalKeepsItsOwnSeal: the memory journal copies Sealed, as
+// it copies Body: a caller reusing the slice changes nothing kept.
+func TestMemoryJournalKeepsItsOwnSeal(t *testing.T) {
+	m := spotflowhttp.NewMemoryJournal()
+	e := journaltest.Sample("k1", 0)
+	e.Body, e.Header, e.Sealed = nil, nil, []byte("sealed-bytes")
+	if err := m.Record(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	e.Sealed[0] = 'X'
+	got := pendingOf(t, m)
+	got[0].Sealed[1] = 'Y'
+	if got := pendingOf(t, m); string(got[0].Sealed) != "sealed-bytes" {
+		t.Errorf("Sealed = %q; want the journal's own copy", got[0].Sealed)
+	}
+}
+
 // TestSealJournalRotation: entries sealed with an old key open while it is
 // among oldKeys, new ones are sealed with the new key, entries recorded
 // before sealing are read as they are, and PendingBySealKey says which key
