@@ -201,7 +201,11 @@ type UnsealFailure struct {
 // Error names the first three entries, their key ids and why.
 func (e *UnsealError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "spotflowhttp: sealed journal: %d pending entries no key opens:", len(e.Entries))
+	if len(e.Entries) == 1 {
+		b.WriteString("spotflowhttp: sealed journal: a pending entry no key opens:")
+	} else {
+		fmt.Fprintf(&b, "spotflowhttp: sealed journal: %d pending entries no key opens:", len(e.Entries))
+	}
 	for i, f := range e.Entries {
 		if i == 3 {
 			fmt.Fprintf(&b, "; and %d more", len(e.Entries)-i)
