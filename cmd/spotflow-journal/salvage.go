@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
@@ -16,8 +17,10 @@ func runSalvage(e *env, args []string) error {
 		`Reads the entries still readable in a damaged journal file, without changing
 it, and prints them as list does. With -out, records them (their keys,
 bodies, sealed or not) in a new journal file, every claim freed, so that
-"spotflow-journal reconcile -file NEWPATH" can settle them. Keep the damaged
-file until they are.`)
+"spotflow-journal reconcile -file NEWPATH" can settle them. An entry found
+only outside the file's tree may have been settled before the damage: it is
+copied without its body, so that it is verified by reference, never sent
+again. Keep the damaged file until the new one is reconciled.`)
 	file := fs.String("file", "", "the damaged journal `file`")
 	out := fs.String("out", "", "a new journal `file` to copy the entries to; it must not exist")
 	asJSON := fs.Bool("json", false, "print one JSON object per entry and line, as list -json")
@@ -39,35 +42,53 @@ file until they are.`)
 		}
 	}
 	entries, err := boltjournal.Salvage(*file)
-	if err != nil && len(entries) == 0 {
-		return badInput(fmt.Errorf("salvage %s: %w", *file, err))
-	}
-	if err != nil {
+	var se *boltjournal.SalvageError
+	switch {
+	case errors.Is(err, boltjournal.ErrInUse):
+		return problem(fmt.Errorf("journal file %s is in use by another process: it is not damaged, or that process could not open it; stop it first", *file))
+	case err != nil && len(entries) == 0:
+		return badInput(err)
+	case errors.As(err, &se):
 		fmt.Fprintf(e.stderr, "spotflow-journal: warning: %s\n", oneLine(err.Error()))
+	case err != nil:
+		return badInput(err)
 	}
 	views := make([]journaladmin.EntryView, len(entries))
 	for i, en := range entries {
 		views[i] = journaladmin.ViewOf(en)
 	}
 	if *asJSON {
-		err = writeJSONLines(e.stdout, views)
+		if err := writeJSONLines(e.stdout, views); err != nil {
+			return err
+		}
 	} else {
 		printTable(e.stdout, views, e.now())
 	}
 	fmt.Fprintf(e.stderr, "%d entries read from %s\n", len(entries), *file)
-	if err != nil || *out == "" {
-		return err
+	if *out == "" {
+		return nil
 	}
 	nj, err := boltjournal.Open(*out)
 	if err != nil {
 		return badInput(fmt.Errorf("-out %s: %w", *out, err))
 	}
+	unreached := 0
 	for _, en := range entries {
 		en.Owner, en.Until = "", time.Time{} // free
+		if se != nil && slices.Contains(se.Unreached, en.Key) {
+			// It may have been settled before the damage: verify it by
+			// reference, never send it again (see boltjournal.Salvage).
+			en.Body, en.Header, en.Sealed, en.BodyMissing = nil, nil, nil, true
+			unreached++
+		}
 		if err := nj.Record(context.Background(), en); err != nil {
 			nj.Close()
 			return problem(fmt.Errorf("-out %s: entry %q: %w", *out, en.Key, err))
 		}
+	}
+	if unreached > 0 {
+		fmt.Fprintf(e.stderr, "%d entries were found only outside the file's tree and may have been settled already: "+
+			"they are copied without their body, so reconcile verifies them by reference and never sends them again\n", unreached)
 	}
 	if err := nj.Close(); err != nil {
 		return problem(errors.Join(fmt.Errorf("-out %s", *out), err))
