@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
 	"github.com/spotflow-go/spotflowhttp/journaladmin"
 )
@@ -41,17 +42,9 @@ again. Keep the damaged file until the new one is reconciled.`)
 			return badInput(fmt.Errorf("-out %s: the file exists; give a new one", *out))
 		}
 	}
-	entries, err := boltjournal.Salvage(*file)
-	var se *boltjournal.SalvageError
-	switch {
-	case errors.Is(err, boltjournal.ErrInUse):
-		return problem(fmt.Errorf("journal file %s is in use by another process: it is not damaged, or that process could not open it; stop it first", *file))
-	case err != nil && len(entries) == 0:
-		return badInput(err)
-	case errors.As(err, &se):
-		fmt.Fprintf(e.stderr, "spotflow-journal: warning: %s\n", oneLine(err.Error()))
-	case err != nil:
-		return badInput(err)
+	entries, unreached, err := salvageFile(e, *file)
+	if err != nil {
+		return err
 	}
 	views := make([]journaladmin.EntryView, len(entries))
 	for i, en := range entries {
@@ -68,31 +61,55 @@ again. Keep the damaged file until the new one is reconciled.`)
 	if *out == "" {
 		return nil
 	}
-	nj, err := boltjournal.Open(*out)
-	if err != nil {
-		return badInput(fmt.Errorf("-out %s: %w", *out, err))
+	return copyEntries(e, *out, entries, unreached)
+}
+
+// salvageFile reads what the journal file holds, and the keys of the
+// entries found only outside its tree.
+func salvageFile(e *env, file string) ([]spotflowhttp.Entry, []string, error) {
+	entries, err := boltjournal.Salvage(file)
+	var se *boltjournal.SalvageError
+	switch {
+	case errors.Is(err, boltjournal.ErrInUse):
+		return nil, nil, problem(fmt.Errorf("journal file %s is in use by another process: it is not damaged, or that process could not open it; stop it first", file))
+	case err != nil && len(entries) == 0:
+		return nil, nil, badInput(err)
+	case errors.As(err, &se):
+		fmt.Fprintf(e.stderr, "spotflow-journal: warning: %s\n", oneLine(err.Error()))
+		return entries, se.Unreached, nil
+	case err != nil:
+		return nil, nil, badInput(err)
 	}
-	unreached := 0
+	return entries, nil, nil
+}
+
+// copyEntries records entries, free, in a new journal file out. The ones
+// found only outside the damaged file's tree (unreached) may have been
+// settled before the damage: they are copied without their body, so a
+// reconciler verifies them by reference and never sends them again (see
+// boltjournal.Salvage).
+func copyEntries(e *env, out string, entries []spotflowhttp.Entry, unreached []string) error {
+	nj, err := boltjournal.Open(out)
+	if err != nil {
+		return badInput(fmt.Errorf("-out %s: %w", out, err))
+	}
 	for _, en := range entries {
 		en.Owner, en.Until = "", time.Time{} // free
-		if se != nil && slices.Contains(se.Unreached, en.Key) {
-			// It may have been settled before the damage: verify it by
-			// reference, never send it again (see boltjournal.Salvage).
+		if slices.Contains(unreached, en.Key) {
 			en.Body, en.Header, en.Sealed, en.BodyMissing = nil, nil, nil, true
-			unreached++
 		}
 		if err := nj.Record(context.Background(), en); err != nil {
 			nj.Close()
-			return problem(fmt.Errorf("-out %s: entry %q: %w", *out, en.Key, err))
+			return problem(fmt.Errorf("-out %s: entry %q: %w", out, en.Key, err))
 		}
 	}
-	if unreached > 0 {
-		fmt.Fprintf(e.stderr, "%d entries were found only outside the file's tree and may have been settled already: "+
-			"they are copied without their body, so reconcile verifies them by reference and never sends them again\n", unreached)
-	}
 	if err := nj.Close(); err != nil {
-		return problem(errors.Join(fmt.Errorf("-out %s", *out), err))
+		return problem(fmt.Errorf("-out %s: %w", out, err))
 	}
-	fmt.Fprintf(e.stderr, "%d entries recorded in %s, all free: reconcile it with spotflow-journal reconcile -file %s\n", len(entries), *out, *out)
+	if len(unreached) > 0 {
+		fmt.Fprintf(e.stderr, "%d entries were found only outside the file's tree and may have been settled already: "+
+			"they are copied without their body, so reconcile verifies them by reference and never sends them again\n", len(unreached))
+	}
+	fmt.Fprintf(e.stderr, "%d entries recorded in %s, all free: reconcile it with spotflow-journal reconcile -file %s\n", len(entries), out, out)
 	return nil
 }
