@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/journaladmin"
@@ -28,8 +29,10 @@ free entry, the verify endpoint by reference, else the same request sent
 again with the same key (within Spotflow's 24-hour idempotency window);
 entries held by a live call or another reconciler are left alone. Each
 settlement is printed as it happens and appended to the audit file, then a
-summary. The exit status is 1 if an entry needs a human or the journal could
-not be read.
+summary. An entry that needs a human (its outcome unknown after Spotflow's
+idempotency window, or its key bound to another request) is reported and
+left pending, free, for "spotflow-journal resolve"; the exit status is then
+1, as when the journal could not be read.
 
 The credential comes from the environment: SPOTFLOW_SECRET_KEY for entries
 without an account label, SPOTFLOW_SECRET_KEY_<LABEL> for entries of account
@@ -75,6 +78,8 @@ type reconcilePass struct {
 	json  bool
 	audit string
 
+	hold *holdForPerson
+
 	mu      sync.Mutex
 	total   int            // entries pending at the start
 	counts  map[string]int // settlements by outcome
@@ -94,7 +99,8 @@ func (p *reconcilePass) run(ctx context.Context) error {
 		return err
 	}
 	p.total, p.counts, p.auditOK = len(entries), map[string]int{}, true
-	rec, err := spotflowhttp.NewReconciler(journal, &rebase{base: p.base, rt: http.DefaultTransport}, p.authorize, p.settled,
+	p.hold = &holdForPerson{Journal: journal, keep: map[string]bool{}}
+	rec, err := spotflowhttp.NewReconciler(p.hold, &rebase{base: p.base, rt: http.DefaultTransport}, p.authorize, p.settled,
 		spotflowhttp.WithVerifyAfter(0),
 		spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(p.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	if err != nil {
@@ -182,6 +188,9 @@ func (p *reconcilePass) settled(s spotflowhttp.Settlement) {
 	} else {
 		printRecord(p.e.stdout, r)
 	}
+	if s.Outcome == spotflowhttp.OutcomeNeedsHuman {
+		p.hold.keepPending(s.Entry.Key)
+	}
 	p.counts[r.Outcome]++
 	n := p.counts["created"] + p.counts["not_created"] + p.counts["needs_human"]
 	if p.total > progressEvery && n%progressEvery == 0 {
@@ -194,23 +203,56 @@ func (p *reconcilePass) summary(left int, err error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.counts
-	n := c["created"] + c["not_created"] + c["needs_human"]
+	n := c["created"] + c["not_created"]
 	w := p.e.stdout
 	if p.json {
 		w = p.e.stderr
 	}
-	fmt.Fprintf(w, "settled %d: created %d, not_created %d, needs_human %d; pending %d\n",
-		n, c["created"], c["not_created"], c["needs_human"], left)
-	if n > 0 {
+	fmt.Fprintf(w, "settled %d: created %d, not_created %d; needs_human %d, left pending for resolve; pending %d in all\n",
+		n, c["created"], c["not_created"], c["needs_human"], left+c["needs_human"])
+	if n+c["needs_human"] > 0 {
 		fmt.Fprintf(p.e.stderr, "settlements appended to %s\n", p.audit)
 	}
 	switch {
 	case err != nil:
 		return problem(fmt.Errorf("%s: %w", p.j.name, err))
 	case c["needs_human"] > 0:
-		return problem(fmt.Errorf("%d entries need a human: see the needs_human lines above and in %s", c["needs_human"], p.audit))
+		return problem(fmt.Errorf("%d entries need a human: decide each with spotflow-journal resolve (the needs_human lines say why)", c["needs_human"]))
 	}
 	return nil
+}
+
+// holdForPerson is the journal the command's Reconciler works on. The
+// Reconciler removes an entry once it has reported it, needs_human
+// included, which suits a service that acts on the report; here a person
+// is at hand, so an entry that needs one is released instead and stays
+// pending for resolve, its report in the audit file.
+type holdForPerson struct {
+	spotflowhttp.Journal
+
+	mu   sync.Mutex
+	keep map[string]bool // keys reported as needing a human, not yet settled
+}
+
+// keepPending makes the next Settle of key release it instead.
+func (h *holdForPerson) keepPending(key string) {
+	h.mu.Lock()
+	h.keep[key] = true
+	h.mu.Unlock()
+}
+
+// Settle removes key's entry, or releases it if it needs a human.
+func (h *holdForPerson) Settle(ctx context.Context, key, owner string) (bool, error) {
+	h.mu.Lock()
+	keep := h.keep[key]
+	delete(h.keep, key)
+	h.mu.Unlock()
+	if !keep {
+		return h.Journal.Settle(ctx, key, owner)
+	}
+	now := time.Now()
+	_, err := h.Journal.Claim(ctx, key, owner, now, now)
+	return false, err
 }
 
 // parseBaseURL checks -base-url; nil if not given.

@@ -53,13 +53,13 @@ func TestReconcileSettlesEachEntryAndSaysWhatNeedsAHuman(t *testing.T) {
 	env := []string{"SPOTFLOW_SECRET_KEY=" + sim.SecretKey()}
 
 	r := sj(t, env, "reconcile", "-file", path, "-base-url", sim.BaseURL())
-	r.want(t, 1, "1 entries stay pending: SPOTFLOW_SECRET_KEY_SHOP_7 is not set", "1 entries need a human")
+	r.want(t, 1, "1 entries stay pending: SPOTFLOW_SECRET_KEY_SHOP_7 is not set", "1 entries need a human: decide each with spotflow-journal resolve")
 	for _, line := range []string{
 		"key-a  r-a  created by verify  status successful",
 		"key-b  r-b  created by resend  status successful",
 		"key-c  r-c  not_created by resend",
 		"key-d  r-d  needs_human by expiry",
-		"settled 4: created 2, not_created 1, needs_human 1; pending 1",
+		"settled 3: created 2, not_created 1; needs_human 1, left pending for resolve; pending 2 in all",
 	} {
 		if !strings.Contains(r.stdout, line) {
 			t.Errorf("stdout lacks %q:\n%s", line, r.stdout)
@@ -68,16 +68,17 @@ func TestReconcileSettlesEachEntryAndSaysWhatNeedsAHuman(t *testing.T) {
 	if n := sim.Charges("r-b"); n != 1 {
 		t.Errorf("r-b charged %d times, want 1", n)
 	}
-	if es := pendingIn(t, path); len(es) != 1 || es[0].Key != "key-e" {
-		t.Errorf("pending after: %+v, want key-e only", es)
+	if es := pendingIn(t, path); len(es) != 2 || es[0].Key != "key-d" || es[0].Owner != "" && es[0].Until.After(time.Now()) || es[1].Key != "key-e" {
+		t.Errorf("pending after: %+v, want key-d (free, for a person) and key-e", es)
 	}
 	b, _ := os.ReadFile(path + ".audit.jsonl")
 	if n := strings.Count(string(b), "\n"); n != 4 || !strings.Contains(string(b), `"by":"expiry"`) {
 		t.Errorf("audit file has %d lines:\n%s", n, b)
 	}
 
+	sj(t, nil, "resolve", "-file", path, "-outcome", "not_created", "-note", "r-d never reached the bank", "key-d").want(t, 0)
 	r = sj(t, append(env, "SPOTFLOW_SECRET_KEY_SHOP_7="+sim.SecretKey()), "reconcile", "-json", "-file", path, "-base-url", sim.BaseURL())
-	r.want(t, 0, "settled 1: created 1, not_created 0, needs_human 0; pending 0")
+	r.want(t, 0, "settled 1: created 1, not_created 0; needs_human 0, left pending for resolve; pending 0 in all")
 	if !strings.Contains(r.stdout, `"key":"key-e"`) || !strings.Contains(r.stdout, `"account":"shop-7"`) {
 		t.Errorf("reconcile -json:\n%s", r.stdout)
 	}

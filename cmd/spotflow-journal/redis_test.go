@@ -110,7 +110,7 @@ func TestReconcileARedisJournal(t *testing.T) {
 	r := sj(t, []string{"SPOTFLOW_SECRET_KEY=" + sim.SecretKey()}, "reconcile", "-redis", url, "-name", "shop",
 		"-base-url", sim.BaseURL(), "-audit", filepath.Join(t.TempDir(), "a.jsonl"))
 	r.want(t, 0, "")
-	if !strings.Contains(r.stdout, "settled 2: created 2, not_created 0, needs_human 0; pending 1") {
+	if !strings.Contains(r.stdout, "settled 2: created 2, not_created 0; needs_human 0, left pending for resolve; pending 1 in all") {
 		t.Errorf("reconcile -redis:\n%s", r.stdout)
 	}
 	es, _ := j.Pending(context.Background())
