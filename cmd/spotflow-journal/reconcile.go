@@ -126,7 +126,7 @@ func (p *reconcilePass) checkCredentials(entries []spotflowhttp.Entry) error {
 	if len(entries) > 0 && len(missing) > 0 {
 		n := 0
 		for v, c := range missing {
-			fmt.Fprintf(p.e.stderr, "spotflow-journal: %d entries stay pending: %s is not set\n", c, v)
+			fmt.Fprintf(p.e.stderr, "spotflow-journal: %s is not set: %s left pending\n", v, entriesCount(c))
 			n += c
 		}
 		if n == len(entries) {
@@ -134,7 +134,7 @@ func (p *reconcilePass) checkCredentials(entries []spotflowhttp.Entry) error {
 		}
 	}
 	if sealed > 0 && p.j.sealed == nil {
-		fmt.Fprintf(p.e.stderr, "spotflow-journal: %d entries are sealed: without their key (SPOTFLOW_JOURNAL_KEY) they are verified by reference but never sent again\n", sealed)
+		fmt.Fprintf(p.e.stderr, "spotflow-journal: %s sealed: without the key (SPOTFLOW_JOURNAL_KEY) they are verified by reference but never sent again\n", entriesCount(sealed))
 	}
 	return nil
 }
@@ -217,7 +217,7 @@ func (p *reconcilePass) summary(left int, err error) error {
 	case err != nil:
 		return problem(fmt.Errorf("%s: %w", p.j.name, err))
 	case c["needs_human"] > 0:
-		return problem(fmt.Errorf("%d entries need a human: decide each with spotflow-journal resolve (the needs_human lines say why)", c["needs_human"]))
+		return problem(fmt.Errorf("%s needing a human: decide each with spotflow-journal resolve (the needs_human lines say why)", entriesCount(c["needs_human"])))
 	}
 	return nil
 }
@@ -288,4 +288,12 @@ func (r *rebase) RoundTrip(req *http.Request) (*http.Response, error) {
 	out := req.Clone(req.Context())
 	out.URL, out.Host = &u, ""
 	return r.rt.RoundTrip(out)
+}
+
+// entriesCount is "1 entry" or "n entries".
+func entriesCount(n int) string {
+	if n == 1 {
+		return "1 entry"
+	}
+	return fmt.Sprintf("%d entries", n)
 }

@@ -53,7 +53,7 @@ func TestReconcileSettlesEachEntryAndSaysWhatNeedsAHuman(t *testing.T) {
 	env := []string{"SPOTFLOW_SECRET_KEY=" + sim.SecretKey()}
 
 	r := sj(t, env, "reconcile", "-file", path, "-base-url", sim.BaseURL())
-	r.want(t, 1, "1 entries stay pending: SPOTFLOW_SECRET_KEY_SHOP_7 is not set", "1 entries need a human: decide each with spotflow-journal resolve")
+	r.want(t, 1, "SPOTFLOW_SECRET_KEY_SHOP_7 is not set: 1 entry left pending", "1 entry needing a human: decide each with spotflow-journal resolve")
 	for _, line := range []string{
 		"key-a  r-a  created by verify  status successful",
 		"key-b  r-b  created by resend  status successful",
@@ -92,7 +92,7 @@ func TestReconcileOfASealedJournalResendsOnlyWithItsKey(t *testing.T) {
 	env := []string{"SPOTFLOW_SECRET_KEY=" + sim.SecretKey()}
 
 	r := sj(t, env, "reconcile", "-file", path, "-base-url", sim.BaseURL())
-	r.want(t, 0, "2 entries are sealed")
+	r.want(t, 0, "2 entries sealed: without the key")
 	if !strings.Contains(r.stdout, "key-a  r-a  created by verify") || strings.Contains(r.stdout, "key-b") {
 		t.Errorf("without the key:\n%s", r.stdout)
 	}

@@ -57,7 +57,7 @@ again. Keep the damaged file until the new one is reconciled.`)
 	} else {
 		printTable(e.stdout, views, e.now())
 	}
-	fmt.Fprintf(e.stderr, "%d entries read from %s\n", len(entries), *file)
+	fmt.Fprintf(e.stderr, "%s read from %s\n", entriesCount(len(entries)), *file)
 	if *out == "" {
 		return nil
 	}
@@ -107,9 +107,9 @@ func copyEntries(e *env, out string, entries []spotflowhttp.Entry, unreached []s
 		return problem(fmt.Errorf("-out %s: %w", out, err))
 	}
 	if len(unreached) > 0 {
-		fmt.Fprintf(e.stderr, "%d entries were found only outside the file's tree and may have been settled already: "+
-			"they are copied without their body, so reconcile verifies them by reference and never sends them again\n", len(unreached))
+		fmt.Fprintf(e.stderr, "%s found only outside the file's tree, which may have been settled already: "+
+			"copied without their body, so reconcile verifies them by reference and never sends them again\n", entriesCount(len(unreached)))
 	}
-	fmt.Fprintf(e.stderr, "%d entries recorded in %s, all free: reconcile it with spotflow-journal reconcile -file %s\n", len(entries), out, out)
+	fmt.Fprintf(e.stderr, "%s recorded in %s, all free: reconcile it with spotflow-journal reconcile -file %s\n", entriesCount(len(entries)), out, out)
 	return nil
 }
