@@ -203,9 +203,19 @@ var client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, T
 
 func do(t *testing.T, base string, c call) answer {
 	t.Helper()
+	a, err := tryDo(t, base, c)
+	if err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	return a
+}
+
+// tryDo is do for a goroutine other than the test's: it returns the error
+// instead of failing the test.
+func tryDo(t *testing.T, base string, c call) (answer, error) {
 	req, err := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))
 	if err != nil {
-		t.Fatal(err)
+		return answer{}, err
 	}
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
@@ -217,19 +227,19 @@ func do(t *testing.T, base string, c call) answer {
 	sent := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s: %v", c.name, err)
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s: %v", c.name, err)
+		return answer{}, err
 	}
 	a := answer{status: resp.StatusCode, body: string(body), headers: map[string]string{}}
 	for _, h := range mattering {
 		a.headers[h] = resp.Header.Get(h)
 	}
 	checkTimeHeaders(t, c.name, resp.Header, sent)
-	return a
+	return a, nil
 }
 
 // checkTimeHeaders checks the headers that depend on when the request was
@@ -459,9 +469,14 @@ func TestSignalAnswersRequestInFlight(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			m := startMock(t, 1, nil, "-secret-key", secretKey, "-faults", "latency=1500ms")
-			answered := make(chan answer, 1)
+			type result struct {
+				a   answer
+				err error
+			}
+			answered := make(chan result, 1)
 			go func() {
-				answered <- do(t, m.base, call{"in flight", "POST", "/payments", secretKey, "", payment("flight-1")})
+				a, err := tryDo(t, m.base, call{"in flight", "POST", "/payments", secretKey, "", payment("flight-1")})
+				answered <- result{a, err}
 			}()
 			// The request has arrived (the ledger counts it) and sleeps.
 			deadline := time.Now().Add(startTimeout)
@@ -478,9 +493,13 @@ func TestSignalAnswersRequestInFlight(t *testing.T) {
 			if code != 0 {
 				t.Errorf("exit %d after %v, want 0; stderr:\n%s", code, sig, m.stderr)
 			}
-			a := <-answered
-			if a.status != 201 {
-				t.Errorf("request in flight: %d %s, want 201", a.status, a.body)
+			select {
+			case r := <-answered:
+				if r.err != nil || r.a.status != 201 {
+					t.Errorf("request in flight: %d %s %v, want 201", r.a.status, r.a.body, r.err)
+				}
+			case <-time.After(stopTimeout):
+				t.Fatal("request in flight: no answer and no error")
 			}
 			if _, err := client.Get(m.root + "/_mock/ledger"); err == nil {
 				t.Error("a request after the stop was answered")
