@@ -22,6 +22,7 @@ import (
 
 	"github.com/spotflow-go/spotflowhttp/spotflowtest"
 	"github.com/spotflow-go/spotflowhttp/webhook"
+	"go.uber.org/goleak"
 )
 
 // binary is spotflow-mock, built once by TestMain, run by every test as a
@@ -42,6 +43,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// The in-process servers, the webhook receivers and the goroutines
+		// that wait for the binaries have all ended.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -79,6 +88,7 @@ type mock struct {
 	stdout *bufio.Reader
 	stderr *lockedBuffer
 	lines  []string // the stdout lines read by start
+	rest   []byte   // the rest of stdout, once exited is closed
 	base   string   // line 1: the API's base URL
 	root   string   // base without /api/v1, where /_mock lives
 	exited chan struct{}
@@ -114,6 +124,7 @@ func startMock(t *testing.T, n int, env []string, args ...string) *mock {
 			m.lines = append(m.lines, strings.TrimSuffix(line, "\n"))
 		}
 		read <- nil
+		m.rest, _ = io.ReadAll(m.stdout) // until the process exits
 	}()
 	go func() {
 		<-readDone // Wait closes the pipe: the reads come first
@@ -153,7 +164,6 @@ func (m *mock) stop(t *testing.T, sig os.Signal) (int, string) {
 	case <-time.After(stopTimeout):
 		t.Fatalf("still running %v after %v; stderr:\n%s", stopTimeout, sig, m.stderr)
 	}
-	rest, _ := io.ReadAll(m.stdout)
 	code := 0
 	var exit *exec.ExitError
 	if errors.As(m.err, &exit) {
@@ -161,7 +171,7 @@ func (m *mock) stop(t *testing.T, sig os.Signal) (int, string) {
 	} else if m.err != nil {
 		t.Fatal(m.err)
 	}
-	return code, string(rest)
+	return code, string(m.rest)
 }
 
 // runMock runs the binary to its end, for the cases that exit at once.
