@@ -285,55 +285,86 @@ func payment(ref string) string {
 }
 
 // TestAnswersAsSpotflowtest sends the same calls to the binary and to an
-// in-process spotflowtest server with the same key, seed and rate limit,
-// and requires the same status, headers and body from both, byte for byte:
-// ids, references and request markers come from the seed. The rate limit
-// (1/min, burst 8) makes the last call a 429.
+// in-process spotflowtest server configured as the flags say, and requires
+// the same status, headers and body from both, byte for byte: ids,
+// references, request markers and faults come from the seed. In the first
+// configuration the rate limit (1/min, burst 8) makes the last call a 429;
+// the second has scheduled faults on creates and reads, checkouts that
+// stay pending and a small balance.
 func TestAnswersAsSpotflowtest(t *testing.T) {
-	calls := []call{
-		{"keyed payment", "POST", "/payments", secretKey, "k-1", payment("order-1")},
-		{"keyed payment again", "POST", "/payments", secretKey, "k-1", payment("order-1")},
-		{"duplicate reference", "POST", "/payments", secretKey, "k-2", payment("order-1")},
-		{"key reused, other body", "POST", "/payments", secretKey, "k-1", payment("order-2")},
-		{"bad key", "POST", "/payments", "sk_test_wrong", "k-3", payment("order-3")},
-		{"no key", "GET", "/payments/verify?reference=order-1", "", "", ""},
-		{"verify", "GET", "/payments/verify?reference=order-1", secretKey, "", ""},
-		{"verify unknown", "GET", "/payments/verify?reference=nope", secretKey, "", ""},
-		{"missing parameter", "POST", "/payments", secretKey, "", `{"amount":5000}`},
-		{"restricted key creates", "POST", "/transfers", restrictedKey, "", `{"amount":100,"currency":"NGN"}`},
-		{"restricted key verifies", "GET", "/payments/verify?reference=order-1", restrictedKey, "", ""},
-		{"transfer", "POST", "/transfers", secretKey, "t-1", `{"reference":"tr-1","amount":100,"currency":"NGN"}`},
-		{"rate limited", "GET", "/transfers/reference/tr-1", secretKey, "", ""},
-	}
-	sim := spotflowtest.NewServer(
-		spotflowtest.WithSecretKey(secretKey),
-		spotflowtest.WithRestrictedKey(restrictedKey),
-		spotflowtest.WithSeed(seed),
-		spotflowtest.WithRateLimit(1.0/60, burst),
-	)
-	defer sim.Close()
-	m := startMock(t, 1, nil, "-secret-key", secretKey, "-restricted-key", restrictedKey,
-		"-seed", seedFlag, "-rate-limit", "1/min", "-burst", fmt.Sprint(burst))
-
-	for _, c := range calls {
-		want := do(t, sim.BaseURL(), c)
-		got := do(t, m.base, c)
-		if got.status != want.status || got.body != want.body {
-			t.Errorf("%s: binary answered %d %s\nspotflowtest answered %d %s", c.name, got.status, got.body, want.status, want.body)
-		}
-		for _, h := range mattering {
-			if got.headers[h] != want.headers[h] {
-				t.Errorf("%s: %s = %q from the binary, %q from spotflowtest", c.name, h, got.headers[h], want.headers[h])
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		opts       []spotflowtest.Option
+		calls      []call
+		lastStatus int // of the last call, so that the sequence is known to reach it
+	}{
+		{
+			name: "keys, references, rate limit",
+			args: []string{"-restricted-key", restrictedKey, "-rate-limit", "1/min", "-burst", fmt.Sprint(burst)},
+			opts: []spotflowtest.Option{spotflowtest.WithRestrictedKey(restrictedKey), spotflowtest.WithRateLimit(1.0/60, burst)},
+			calls: []call{
+				{"keyed payment", "POST", "/payments", secretKey, "k-1", payment("order-1")},
+				{"keyed payment again", "POST", "/payments", secretKey, "k-1", payment("order-1")},
+				{"duplicate reference", "POST", "/payments", secretKey, "k-2", payment("order-1")},
+				{"key reused, other body", "POST", "/payments", secretKey, "k-1", payment("order-2")},
+				{"bad key", "POST", "/payments", "sk_test_wrong", "k-3", payment("order-3")},
+				{"no key", "GET", "/payments/verify?reference=order-1", "", "", ""},
+				{"verify", "GET", "/payments/verify?reference=order-1", secretKey, "", ""},
+				{"verify unknown", "GET", "/payments/verify?reference=nope", secretKey, "", ""},
+				{"missing parameter", "POST", "/payments", secretKey, "", `{"amount":5000}`},
+				{"restricted key creates", "POST", "/transfers", restrictedKey, "", `{"amount":100,"currency":"NGN"}`},
+				{"restricted key verifies", "GET", "/payments/verify?reference=order-1", restrictedKey, "", ""},
+				{"transfer", "POST", "/transfers", secretKey, "t-1", `{"reference":"tr-1","amount":100,"currency":"NGN"}`},
+				{"rate limited", "GET", "/transfers/reference/tr-1", secretKey, "", ""},
+			},
+			lastStatus: http.StatusTooManyRequests,
+		},
+		{
+			name: "faults, checkouts, balance",
+			args: []string{"-faults", "schedule=server_error_after:proxy_error,reads=true", "-checkout-delay", "1h", "-balance", "1000"},
+			opts: []spotflowtest.Option{
+				spotflowtest.WithFaults(spotflowtest.Faults{Reads: true, Schedule: []spotflowtest.Fault{spotflowtest.FaultServerErrorAfterCommit, spotflowtest.FaultProxyError}}),
+				spotflowtest.WithCheckout(spotflowtest.Checkout{Delay: time.Hour}),
+				spotflowtest.WithBalance(1000),
+			},
+			calls: []call{
+				{"500 after commit", "POST", "/payments", secretKey, "k-1", payment("order-1")},
+				{"proxy error", "POST", "/payments", secretKey, "k-1", payment("order-1")},
+				{"replayed", "POST", "/payments", secretKey, "k-1", payment("order-1")},
+				{"checkout, 500", "POST", "/payments/initialize", secretKey, "", payment("chk-1")},
+				{"verify, 500", "GET", "/payments/verify?reference=chk-1", secretKey, "", ""},
+				{"verify, proxy error", "GET", "/payments/verify?reference=chk-1", secretKey, "", ""},
+				{"verify, pending", "GET", "/payments/verify?reference=chk-1", secretKey, "", ""},
+				{"insufficient balance", "POST", "/transfers", secretKey, "", `{"reference":"tr-1","amount":2000,"currency":"NGN"}`},
+			},
+			lastStatus: http.StatusBadRequest,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := spotflowtest.NewServer(append([]spotflowtest.Option{spotflowtest.WithSecretKey(secretKey), spotflowtest.WithSeed(seed)}, tc.opts...)...)
+			defer sim.Close()
+			m := startMock(t, 1, nil, append([]string{"-secret-key", secretKey, "-seed", seedFlag}, tc.args...)...)
+			var got answer
+			for _, c := range tc.calls {
+				want := do(t, sim.BaseURL(), c)
+				got = do(t, m.base, c)
+				if got.status != want.status || got.body != want.body {
+					t.Errorf("%s: binary answered %d %s\nspotflowtest answered %d %s", c.name, got.status, got.body, want.status, want.body)
+				}
+				for _, h := range mattering {
+					if got.headers[h] != want.headers[h] {
+						t.Errorf("%s: %s = %q from the binary, %q from spotflowtest", c.name, h, got.headers[h], want.headers[h])
+					}
+				}
 			}
-		}
-	}
-	// The sequence reached what it is meant to: each case really happened.
-	last := do(t, m.base, calls[len(calls)-1])
-	if last.status != http.StatusTooManyRequests {
-		t.Errorf("after the burst: status %d, want 429", last.status)
-	}
-	if code, _ := m.stop(t, syscall.SIGTERM); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0", code)
+			if got.status != tc.lastStatus {
+				t.Errorf("last call: status %d, want %d", got.status, tc.lastStatus)
+			}
+			if code, _ := m.stop(t, syscall.SIGTERM); code != 0 {
+				t.Errorf("exit status %d after SIGTERM, want 0", code)
+			}
+		})
 	}
 }
 
