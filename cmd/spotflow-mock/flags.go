@@ -35,6 +35,7 @@ type config struct {
 	Balance         int64
 	WebhookURL      string
 	WebhookSecret   string
+	Webhooks        spotflowtest.Webhooks // from -webhook-faults; URL and Secret set apart
 	CheckoutDelay   time.Duration
 	CheckoutFails   float64
 	ShutdownTimeout time.Duration
@@ -98,7 +99,7 @@ Flags:
 // anything else it refuses.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	cfg := config{}
-	var faults, rate, checkoutFails string
+	var faults, rate, checkoutFails, webhookFaults string
 	var burst int
 	fs := flag.NewFlagSet("spotflow-mock", flag.ContinueOnError)
 	// The flag package's own messages are replaced by one line (see run);
@@ -117,6 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Int64Var(&cfg.Balance, "balance", spotflowtest.DefaultBalance, "merchant balance for transfers, in `MINOR` units")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "`URL` to send signed webhooks to (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature); default none")
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "`SECRET` (whsec_...) that signs the webhooks (default $"+envWebhookSecret+", else one derived from -seed and printed)")
+	fs.StringVar(&webhookFaults, "webhook-faults", "", "how the webhooks misbehave and are retried, a `SPEC` of NAME=VALUE items, comma-separated, such as 'duplicates=0.1,out_of_order=0.2,bad_signature=0.05' (names: duplicates, out_of_order, bad_signature (shares in [0,1]); delay, hold_back, backoff, max_backoff, timeout (durations); max_attempts (a count)); default none, every event delivered once, in order, well signed")
 	fs.DurationVar(&cfg.CheckoutDelay, "checkout-delay", 0, "how long a redirect checkout's customer takes to finish; POST /_mock/checkouts/R finishes one at once")
 	fs.StringVar(&checkoutFails, "checkout-failures", "0", "`SHARE` of redirect checkouts that fail, in [0,1]")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT or SIGTERM, how long the requests in flight may take to finish")
@@ -138,7 +140,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if cfg.WebhookSecret == "" {
 		cfg.WebhookSecret = getenv(envWebhookSecret)
 	}
-	return cfg, cfg.check(faults, rate, burst, checkoutFails)
+	if err := cfg.check(faults, rate, burst, checkoutFails); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.parseWebhookFaults(webhookFaults)
 }
 
 // check parses the flags that need it and refuses values out of range.
@@ -190,6 +195,39 @@ func (cfg *config) checkWebhooks() error {
 	return nil
 }
 
+// parseWebhookFaults reads -webhook-faults into cfg.Webhooks.
+func (cfg *config) parseWebhookFaults(spec string) error {
+	if spec == "" {
+		return nil
+	}
+	if cfg.WebhookURL == "" {
+		return errors.New("-webhook-faults needs -webhook-url")
+	}
+	w := &cfg.Webhooks
+	shares := map[string]*float64{"duplicates": &w.Duplicates, "out_of_order": &w.OutOfOrder, "bad_signature": &w.BadSignature}
+	durations := map[string]*time.Duration{"delay": &w.Delay, "hold_back": &w.HoldBack, "backoff": &w.Backoff, "max_backoff": &w.MaxBackoff, "timeout": &w.Timeout}
+	for item := range strings.SplitSeq(spec, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(item), "=")
+		var err error
+		if p, ok := shares[name]; ok {
+			*p, err = strconv.ParseFloat(value, 64)
+		} else if d, ok := durations[name]; ok {
+			*d, err = time.ParseDuration(value)
+		} else if name == "max_attempts" {
+			w.MaxAttempts, err = strconv.Atoi(value)
+		} else {
+			return fmt.Errorf("-webhook-faults: unknown name %q (names: duplicates, out_of_order, bad_signature, delay, hold_back, backoff, max_backoff, timeout, max_attempts)", name)
+		}
+		if err != nil {
+			return fmt.Errorf("-webhook-faults: %q: not a number or a duration", item)
+		}
+	}
+	if err := w.Validate(); err != nil { // the secret is checked apart: w has none
+		return fmt.Errorf("-webhook-faults: %w", err)
+	}
+	return nil
+}
+
 // parseRateLimit reads off, test, live, N/s or N/min. A burst of 0 takes
 // the preset's, or one second of requests, at least 1.
 func parseRateLimit(spec string, burst int) (rateLimit, error) {
@@ -233,7 +271,9 @@ func (cfg *config) options() []spotflowtest.Option {
 		opts = append(opts, spotflowtest.WithRateLimit(cfg.Rate.PerSecond, cfg.Rate.Burst))
 	}
 	if cfg.WebhookURL != "" {
-		opts = append(opts, spotflowtest.WithWebhooks(spotflowtest.Webhooks{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret}))
+		w := cfg.Webhooks
+		w.URL, w.Secret = cfg.WebhookURL, cfg.WebhookSecret
+		opts = append(opts, spotflowtest.WithWebhooks(w))
 	}
 	return opts
 }

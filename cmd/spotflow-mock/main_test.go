@@ -403,7 +403,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatalf("-h: exit %d, stdout %q; want 0 and the usage on stderr", code, stdout)
 	}
 	for _, f := range []string{"addr", "secret-key", "restricted-key", "seed", "faults", "rate-limit", "burst",
-		"rate-limit-headers", "balance", "webhook-url", "webhook-secret", "checkout-delay", "checkout-failures",
+		"rate-limit-headers", "balance", "webhook-url", "webhook-secret", "webhook-faults", "checkout-delay", "checkout-failures",
 		"shutdown-timeout"} {
 		if !regexp.MustCompile(`(?m)^  -` + f + `( |$)`).MatchString(stderr) {
 			t.Errorf("-h does not explain -%s", f)
@@ -436,6 +436,9 @@ func TestBadUsage(t *testing.T) {
 		{"bad webhook url", []string{"-webhook-url", "ftp://x"}, "-webhook-url"},
 		{"bad webhook secret", []string{"-webhook-url", "http://127.0.0.1:1/", "-webhook-secret", "sk_not_a_secret"}, "-webhook-secret"},
 		{"secret without url", []string{"-webhook-secret", "whsec_AAAA"}, "-webhook-url"},
+		{"webhook faults without url", []string{"-webhook-faults", "duplicates=0.5"}, "-webhook-url"},
+		{"unknown webhook fault", []string{"-webhook-url", "http://127.0.0.1:1/", "-webhook-faults", "lost=0.5"}, `"lost"`},
+		{"webhook share out of range", []string{"-webhook-url", "http://127.0.0.1:1/", "-webhook-faults", "duplicates=2"}, "Duplicates"},
 		{"bad checkout share", []string{"-checkout-failures", "1.5"}, "-checkout-failures"},
 		{"bad shutdown timeout", []string{"-shutdown-timeout", "0s"}, "-shutdown-timeout"},
 	} {
@@ -551,14 +554,18 @@ func TestSignalAnswersRequestInFlight(t *testing.T) {
 
 // TestWebhooksSigned points the binary's webhooks at a receiver built with
 // the project's webhook package: every payment's event arrives, verified
-// with the secret given, and the ledger lists the delivery.
+// with the secret given or printed, once however often it is delivered
+// (-webhook-faults duplicates=1), and the ledger lists the deliveries.
 func TestWebhooksSigned(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		secret string // "" lets the binary derive one and print it
+		name      string
+		secret    string // "" lets the binary derive one and print it
+		faults    string // -webhook-faults
+		delivered int    // tries answered 2xx
 	}{
-		{"given secret", "whsec_c2VjcmV0LWZvci10aGUtbW9jay10ZXN0"},
-		{"printed secret", ""},
+		{"given secret", "whsec_c2VjcmV0LWZvci10aGUtbW9jay10ZXN0", "", 2},
+		{"printed secret", "", "", 2},
+		{"every event twice", "whsec_c2VjcmV0LWZvci10aGUtbW9jay10ZXN0", "duplicates=1,backoff=10ms", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -587,6 +594,9 @@ func TestWebhooksSigned(t *testing.T) {
 
 			args := []string{"-secret-key", secretKey, "-webhook-url", receiver.URL}
 			lines := 1
+			if tc.faults != "" {
+				args = append(args, "-webhook-faults", tc.faults)
+			}
 			if tc.secret != "" {
 				args = append(args, "-webhook-secret", tc.secret)
 			} else {
@@ -632,8 +642,8 @@ func TestWebhooksSigned(t *testing.T) {
 					delivered++
 				}
 			}
-			if delivered != 2 {
-				t.Errorf("ledger deliveries %v, want 2 delivered", l.Deliveries)
+			if delivered != tc.delivered {
+				t.Errorf("ledger deliveries %v, want %d delivered", l.Deliveries, tc.delivered)
 			}
 			if code, _ := m.stop(t, syscall.SIGTERM); code != 0 {
 				t.Errorf("exit %d, want 0", code)
