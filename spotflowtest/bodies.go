@@ -26,6 +26,9 @@ const (
 	codeUnknownAuth          = "AUTH_ERROR"
 )
 
+// forbiddenMessage is the message of a 403 forbidden.
+const forbiddenMessage = "This API key does not have permission to perform this action"
+
 const (
 	contentTypeJSON = "application/json"
 	contentTypeHTML = "text/html; charset=utf-8"

@@ -3,7 +3,8 @@
 // against rate limits, server errors, proxy errors, connection resets,
 // outages and late outcomes without the network.
 //
-// [NewServer] starts a real HTTP server on 127.0.0.1. It keeps a ledger of
+// [NewServer] starts a real HTTP server on 127.0.0.1 (or on the listener
+// given to [WithListener]). It keeps a ledger of
 // the payments and transfers it creates, enforces reference uniqueness and
 // Idempotency-Key semantics the way the API does, and injects the failures
 // described by [Faults], deterministically under a seed. Its inspection
@@ -17,7 +18,8 @@
 // a request to URL + "/payments" is answered 404. Every request must carry
 // the header "Authorization: Bearer " + [Server.SecretKey] (the key is
 // [DefaultSecretKey] unless [WithSecretKey] sets another); any other key, or
-// none, is answered 401 invalid_credentials. Any HTTP client works; the one
+// none, is answered 401 invalid_credentials; a create made with the key
+// given to [WithRestrictedKey] is answered 403 forbidden. Any HTTP client works; the one
 // from [Server.Client] has its idle connections closed by [Server.Close].
 //
 // # Endpoints and their fields
@@ -64,6 +66,15 @@
 // ([Server.WebhookSecret]), at least once, with optional duplicates,
 // reordering, redelivery and forged signatures; [Server.Deliveries] records
 // every try and [Server.WaitWebhooks] waits until they are done.
+//
+// # Tests in other languages
+//
+// Command cmd/spotflow-mock serves this simulator on a port for test suites
+// in any language. What such a test reads with the inspection methods it
+// reads over HTTP under [ControlPrefix], outside the API and without a key:
+// GET /_mock/ledger returns the [Ledger] in JSON. [ParseFaults] reads a
+// fault specification such as "flaky" or "reset_after=0.05,latency=20ms",
+// and [Server.Shutdown] stops a server gracefully.
 //
 // # Mocking the transport instead
 //

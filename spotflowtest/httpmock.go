@@ -65,7 +65,7 @@ func UnknownAuthError() httpmock.Responder {
 // {"code":"forbidden","message":"This API key does not have permission to perform this action","statusCode":403,"requestMarker":"<random>"}.
 func Forbidden() httpmock.Responder {
 	return jsonResponder(http.StatusForbidden, func() []byte {
-		return marked(codeForbidden, "This API key does not have permission to perform this action", http.StatusForbidden, requestMarker())
+		return marked(codeForbidden, forbiddenMessage, http.StatusForbidden, requestMarker())
 	})
 }
 

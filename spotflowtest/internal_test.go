@@ -94,3 +94,24 @@ func TestFaultString(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+type fakeAddr string
+
+func (a fakeAddr) Network() string { return "tcp" }
+func (a fakeAddr) String() string  { return string(a) }
+
+func TestReachableURL(t *testing.T) {
+	for _, tt := range []struct{ addr, want string }{
+		{"127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"0.0.0.0:8080", "http://127.0.0.1:8080"},
+		{"[::]:8080", "http://127.0.0.1:8080"},
+		{":8080", "http://127.0.0.1:8080"},
+		{"[::1]:8080", "http://[::1]:8080"},
+		{"192.0.2.7:1", "http://192.0.2.7:1"},
+		{"/tmp/sock", "http:///tmp/sock"},
+	} {
+		if got := reachableURL(fakeAddr(tt.addr)); got != tt.want {
+			t.Errorf("reachableURL(%q) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+}

@@ -6,97 +6,153 @@ import "maps"
 // inspection methods are copies; changing them does not change the server.
 type Payment struct {
 	// ID is the server-assigned identifier, "pay_" followed by hex digits.
-	ID string
+	ID string `json:"id"`
 	// Reference is the merchant's reference, or the one the server
 	// assigned ("spf_" followed by hex digits) when the request had none.
-	Reference string
+	Reference string `json:"reference"`
 	// ReferenceAssigned reports whether the server assigned Reference.
-	ReferenceAssigned bool
+	ReferenceAssigned bool `json:"referenceAssigned"`
 	// Amount is in minor units.
-	Amount int64
+	Amount int64 `json:"amount"`
 	// Currency is the ISO 4217 code as sent, such as "NGN".
-	Currency string
+	Currency string `json:"currency"`
 	// CustomerEmail is customer.email from the request.
-	CustomerEmail string
+	CustomerEmail string `json:"customerEmail"`
 	// Metadata is the request's metadata; non-string values are kept as
 	// their JSON text.
-	Metadata map[string]string
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// IdempotencyKey is the Idempotency-Key of the request that created
 	// the payment, or "" if it had none.
-	IdempotencyKey string
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 	// Status is "successful" for a payment made with POST /payments. A
 	// redirect checkout (POST /payments/initialize) is "pending" until its
 	// customer finishes (see [Checkout]), then "successful" or "failed".
-	Status string
+	Status string `json:"status"`
 	// PaymentCode is the code of a redirect checkout, "" for a payment
 	// made with POST /payments.
-	PaymentCode string
+	PaymentCode string `json:"paymentCode,omitempty"`
 	// CheckoutURL is the page a redirect checkout's customer is sent to,
 	// "" for a payment made with POST /payments. The simulator does not
 	// serve it.
-	CheckoutURL string
+	CheckoutURL string `json:"checkoutUrl,omitempty"`
 }
 
 // Transfer is a transfer (payout) the [Server] created. Values returned by
 // the server's inspection methods are copies.
 type Transfer struct {
 	// ID is the server-assigned identifier, "trf_" followed by hex digits.
-	ID string
+	ID string `json:"id"`
 	// Reference is the merchant's reference, or the one the server
 	// assigned when the request had none.
-	Reference string
+	Reference string `json:"reference"`
 	// ReferenceAssigned reports whether the server assigned Reference.
-	ReferenceAssigned bool
+	ReferenceAssigned bool `json:"referenceAssigned"`
 	// Amount is in minor units; it was debited from the balance.
-	Amount int64
+	Amount int64 `json:"amount"`
 	// Currency is the ISO 4217 code as sent.
-	Currency string
+	Currency string `json:"currency"`
 	// Destination is the request's destination object; non-string values
 	// are kept as their JSON text.
-	Destination map[string]string
+	Destination map[string]string `json:"destination,omitempty"`
 	// Metadata is the request's metadata, like Payment.Metadata.
-	Metadata map[string]string
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// IdempotencyKey is the Idempotency-Key of the request that created
 	// the transfer, or "".
-	IdempotencyKey string
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 	// Status is always "successful".
-	Status string
+	Status string `json:"status"`
 }
 
 // Stats counts what a [Server] has seen and answered since it started.
 type Stats struct {
 	// Requests counts every request that arrived, whatever became of it.
-	Requests int
+	Requests int `json:"requests"`
 	// Created counts payments (checkouts included) and transfers created.
-	Created int
+	Created int `json:"created"`
 	// CheckoutsCompleted counts redirect checkouts that have become
 	// "successful" or "failed".
-	CheckoutsCompleted int
+	CheckoutsCompleted int `json:"checkoutsCompleted"`
 	// Replayed counts successes replayed for a repeated Idempotency-Key.
-	Replayed int
+	Replayed int `json:"replayed"`
 	// RateLimited counts 429 rate_limit_exceeded responses.
-	RateLimited int
+	RateLimited int `json:"rateLimited"`
 	// ServerErrors counts injected 500 server_error responses, before and
 	// after commit.
-	ServerErrors int
+	ServerErrors int `json:"serverErrors"`
 	// ProxyErrors counts injected 502, 503 and 504 responses, not
 	// counting outages.
-	ProxyErrors int
+	ProxyErrors int `json:"proxyErrors"`
 	// OutageErrors counts 503 responses sent during an outage.
-	OutageErrors int
+	OutageErrors int `json:"outageErrors"`
 	// Resets counts connections reset, before and after commit.
-	Resets int
+	Resets int `json:"resets"`
 	// Unauthorized counts 401 invalid_credentials responses.
-	Unauthorized int
+	Unauthorized int `json:"unauthorized"`
+	// Forbidden counts 403 forbidden responses (see [WithRestrictedKey]).
+	Forbidden int `json:"forbidden"`
 	// DuplicateReferences counts 400 duplicate_reference responses.
-	DuplicateReferences int
+	DuplicateReferences int `json:"duplicateReferences"`
 	// IdempotencyConflicts counts 422 idempotency_key_reused responses.
-	IdempotencyConflicts int
+	IdempotencyConflicts int `json:"idempotencyConflicts"`
 	// BadRequests counts 400 missing_parameter and insufficient_balance
 	// responses.
-	BadRequests int
+	BadRequests int `json:"badRequests"`
 	// NotFound counts 404 responses.
-	NotFound int
+	NotFound int `json:"notFound"`
+}
+
+// Ledger is a snapshot of everything a [Server] did, as [Server.Ledger]
+// returns it and GET /_mock/ledger (see [ControlPrefix]) serves it in JSON:
+// what was charged, how many times each idempotency key was tried, which
+// webhook deliveries went out. A Ledger is a copy; changing it does not
+// change the server.
+type Ledger struct {
+	// Payments are the payments created so far, oldest first, checkouts
+	// included, with the checkouts due on the server's clock completed.
+	Payments []Payment `json:"payments"`
+	// Transfers are the transfers created so far, oldest first.
+	Transfers []Transfer `json:"transfers"`
+	// Deliveries are the tries at delivering a webhook, in the order they
+	// ended; empty when the server sends none.
+	Deliveries []Delivery `json:"deliveries"`
+	// Arrivals counts, by Idempotency-Key, the requests that arrived
+	// carrying it, whatever became of them (see [Server.Arrivals]).
+	Arrivals map[string]int `json:"arrivals"`
+	// Balance is the merchant balance in minor units.
+	Balance int64 `json:"balance"`
+	// Stats are the server's counters.
+	Stats Stats `json:"stats"`
+}
+
+// Ledger returns a snapshot of the payments, transfers, webhook deliveries,
+// arrivals by key, balance and counters, with the checkouts due on the
+// server's clock completed. Its slices and maps are never nil, so its JSON
+// has [] and {} rather than null. It is safe for concurrent use; the
+// deliveries are read after the rest, so a delivery may be newer than the
+// ledger it sits in.
+func (s *Server) Ledger() Ledger {
+	now := s.cfg.clock()
+	s.mu.Lock()
+	s.settleCheckoutsLocked(now)
+	l := Ledger{
+		Payments:  make([]Payment, len(s.payments)),
+		Transfers: make([]Transfer, len(s.transfers)),
+		Arrivals:  maps.Clone(s.keyArrivals),
+		Balance:   s.balance,
+		Stats:     s.stats,
+	}
+	for i, p := range s.payments {
+		l.Payments[i] = p.clone()
+	}
+	for i, t := range s.transfers {
+		l.Transfers[i] = t.clone()
+	}
+	s.mu.Unlock()
+	l.Deliveries = s.Deliveries()
+	if l.Deliveries == nil {
+		l.Deliveries = []Delivery{}
+	}
+	return l
 }
 
 // Payments returns a copy of the payments created so far, oldest first, with

@@ -46,8 +46,9 @@ const maxBodyBytes = 1 << 20
 //	GET  /api/v1/transfers/reference/{reference}   fetch a transfer (200, 404)
 //
 // Each request goes through, in order: latency, outage, authentication,
-// rate limiting, routing, injected faults, idempotency and validation,
-// commit, after-commit faults.
+// rate limiting, routing, permission (see [WithRestrictedKey]), injected
+// faults, idempotency and validation, commit, after-commit faults. Requests
+// under [ControlPrefix] are not part of the API and skip all of it.
 //
 // A redirect checkout is a payment: it shares the payments' references, its
 // Idempotency-Key is bound to its own route, and it is answered 200 with the
@@ -85,8 +86,10 @@ type Server struct {
 	ts        *httptest.Server
 	cfg       config
 	start     time.Time
-	closing   chan struct{}
+	closing   chan struct{} // closed by Close: latency sleeps end
 	closeOnce sync.Once
+	draining  chan struct{} // closed by Shutdown and Close: control waits end
+	drainOnce sync.Once
 
 	mu           sync.Mutex
 	rng          *rand.Rand
@@ -123,6 +126,8 @@ type config struct {
 	webhooks       *Webhooks
 	clock          func() time.Time
 	fakeClock      bool
+	listener       net.Listener // nil: a new one on 127.0.0.1
+	restrictedKey  string
 }
 
 // Option configures a [Server]. Options are applied in order by [NewServer];
@@ -143,6 +148,18 @@ func WithSecretKey(key string) Option {
 			c.secretKey = key
 		}
 	})
+}
+
+// WithRestrictedKey adds a second key the server accepts, one without the
+// permission to create: a request with it may verify a payment and look up
+// a transfer, but a create (a payment, a checkout, a transfer) is answered
+// 403 forbidden, in the shape of a 401, as Spotflow answers a key whose
+// permissions do not cover the action:
+// {"code":"forbidden","message":"This API key does not have permission to perform this action","statusCode":403,"requestMarker":"..."}.
+// The check comes after routing and before faults. An empty key, the
+// default, adds none.
+func WithRestrictedKey(key string) Option {
+	return optionFunc(func(c *config) { c.restrictedKey = key })
 }
 
 // WithBalance sets the merchant balance, in minor units, that transfers are
@@ -221,6 +238,7 @@ func NewServer(opts ...Option) *Server {
 		cfg:          cfg,
 		start:        cfg.clock(),
 		closing:      make(chan struct{}),
+		draining:     make(chan struct{}),
 		rng:          rand.New(rand.NewPCG(uint64(cfg.seed), 0x5370_6f74_666c_6f77)),
 		outages:      slices.Clone(cfg.faults.Outages),
 		arrivals:     make(map[string]int),
@@ -238,8 +256,8 @@ func NewServer(opts ...Option) *Server {
 	if cfg.webhooks != nil {
 		s.webhooks = newWebhookSender(*cfg.webhooks, cfg.seed, s.webhookPayload)
 	}
-	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
-	s.URL = s.ts.URL
+	s.ts = startHTTP(cfg.listener, http.HandlerFunc(s.serveHTTP))
+	s.URL = reachableURL(s.ts.Listener.Addr())
 	return s
 }
 
@@ -266,6 +284,7 @@ func (s *Server) Client() *http.Client {
 // dropped, and every goroutine the server started has returned when Close
 // does. Close may be called more than once.
 func (s *Server) Close() {
+	s.drainOnce.Do(func() { close(s.draining) })
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.ts.Close()
 	s.loops.Wait()
@@ -284,6 +303,10 @@ func (s *Server) StartOutage(d time.Duration) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if isControlPath(r.URL.Path) {
+		s.serveControl(w, r)
+		return
+	}
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	rt := routeOf(r)
 	key := idempotencyKeyOf(r.Header)
@@ -302,19 +325,33 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTML(w, http.StatusServiceUnavailable)
 		return
 	}
-	if !s.authorized(r.Header) {
+	cred := s.credentialOf(r.Header)
+	if cred == credentialNone {
 		s.setRateLimitHeaders(w, now)
-		s.mu.Lock()
-		s.stats.Unauthorized++
-		marker := s.randomHexLocked(12)
-		s.mu.Unlock()
-		writeJSON(w, http.StatusUnauthorized, marked(codeInvalidCredentials, "Invalid API key", http.StatusUnauthorized, marker))
+		s.refuse(w, http.StatusUnauthorized, codeInvalidCredentials, "Invalid API key", func(st *Stats) { st.Unauthorized++ })
 		return
 	}
 	if !s.admit(w, now) {
 		return
 	}
+	s.handle(w, apiRequest{rt: rt, cred: cred, key: key, body: body, readErr: readErr, d: d})
+}
 
+// apiRequest is a request that has passed latency, outages, authentication
+// and the rate limiter, with what serveHTTP learnt of it.
+type apiRequest struct {
+	rt      route
+	cred    credential
+	key     string
+	body    []byte
+	readErr error // the body was too large
+	d       decision
+}
+
+// handle takes a request from routing to its answer: permission, injected
+// faults, idempotency and validation, commit, after-commit faults.
+func (s *Server) handle(w http.ResponseWriter, req apiRequest) {
+	rt, d := req.rt, req.d
 	switch rt.kind {
 	case routeNotFound:
 		s.count(func(st *Stats) { st.NotFound++ })
@@ -325,7 +362,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, coded(codeMethodNotAllowed, "Method not allowed"))
 		return
 	}
-	if readErr != nil {
+	if req.cred == credentialRestricted && rt.kind.creates() {
+		s.refuse(w, http.StatusForbidden, codeForbidden, forbiddenMessage, func(st *Stats) { st.Forbidden++ })
+		return
+	}
+	if req.readErr != nil {
 		s.count(func(st *Stats) { st.BadRequests++ })
 		writeJSON(w, http.StatusBadRequest, badRequest(codeMissingParameter))
 		return
@@ -346,7 +387,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var out outcome
 	if rt.kind.creates() {
-		out = s.create(rt, key, body)
+		out = s.create(rt, req.key, req.body)
 	} else {
 		out = s.read(rt)
 	}
@@ -434,14 +475,40 @@ func (s *Server) inOutage(now time.Time) bool {
 	return false
 }
 
-// authorized checks the bearer token in constant time. The token is never
+// refuse answers a 401 or 403 in the shape of authentication errors, with a
+// request marker from the seeded generator, and counts it.
+func (s *Server) refuse(w http.ResponseWriter, status int, code, message string, count func(*Stats)) {
+	s.mu.Lock()
+	count(&s.stats)
+	marker := s.randomHexLocked(12)
+	s.mu.Unlock()
+	writeJSON(w, status, marked(code, message, status, marker))
+}
+
+// credential is what a request's key allows.
+type credential int
+
+const (
+	credentialNone       credential = iota // no key, or not one the server accepts
+	credentialFull                         // the secret key
+	credentialRestricted                   // the restricted key: reads only
+)
+
+// credentialOf checks the bearer token in constant time. The token is never
 // written anywhere.
-func (s *Server) authorized(h http.Header) bool {
+func (s *Server) credentialOf(h http.Header) credential {
 	scheme, token, ok := strings.Cut(h.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+		return credentialNone
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.secretKey)) == 1
+	t := []byte(strings.TrimSpace(token))
+	if subtle.ConstantTimeCompare(t, []byte(s.cfg.secretKey)) == 1 {
+		return credentialFull
+	}
+	if s.cfg.restrictedKey != "" && subtle.ConstantTimeCompare(t, []byte(s.cfg.restrictedKey)) == 1 {
+		return credentialRestricted
+	}
+	return credentialNone
 }
 
 // admit takes a token from the rate limiter, sets the rate-limit headers and,

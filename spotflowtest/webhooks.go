@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -156,6 +157,29 @@ func (d Delivery) Delivered() bool {
 	return d.StatusCode >= 200 && d.StatusCode <= 299
 }
 
+// MarshalJSON encodes the delivery with the field names of the ledger's
+// JSON (see [Ledger]): "id", "event", "reference", "copy", "attempt",
+// "timestamp" (RFC 3339), "badSignature", "statusCode", "delivered" and,
+// when there was no answer, "error", the text of Err.
+func (d Delivery) MarshalJSON() ([]byte, error) {
+	var errText string
+	if d.Err != nil {
+		errText = d.Err.Error()
+	}
+	return json.Marshal(struct {
+		ID           string    `json:"id"`
+		Event        string    `json:"event"`
+		Reference    string    `json:"reference"`
+		Copy         int       `json:"copy"`
+		Attempt      int       `json:"attempt"`
+		Timestamp    time.Time `json:"timestamp"`
+		BadSignature bool      `json:"badSignature"`
+		StatusCode   int       `json:"statusCode"`
+		Delivered    bool      `json:"delivered"`
+		Error        string    `json:"error,omitempty"`
+	}{d.ID, d.Event, d.Reference, d.Copy, d.Attempt, d.Timestamp.UTC(), d.BadSignature, d.StatusCode, d.Delivered(), errText})
+}
+
 // WebhookSecret returns the secret the server signs its webhooks with,
 // "whsec_" followed by base64, or "" when it sends none. It is safe for
 // concurrent use.
@@ -291,25 +315,8 @@ const (
 // newWebhookSender checks cfg, fills in its defaults and returns a sender
 // that has started nothing yet.
 func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *webhookSender {
-	for _, f := range []struct {
-		name string
-		bad  bool
-	}{
-		{"Delay", cfg.Delay < 0},
-		{"Duplicates", cfg.Duplicates < 0 || cfg.Duplicates > 1},
-		{"OutOfOrder", cfg.OutOfOrder < 0 || cfg.OutOfOrder > 1},
-		{"HoldBack", cfg.HoldBack < 0},
-		{"BadSignature", cfg.BadSignature < 0 || cfg.BadSignature > 1},
-		{"MaxAttempts", cfg.MaxAttempts < 0},
-		{"Backoff", cfg.Backoff < 0},
-		{"MaxBackoff", cfg.MaxBackoff < 0},
-		{"Timeout", cfg.Timeout < 0},
-		{"Concurrency", cfg.Concurrency < 0},
-		{"QueueSize", cfg.QueueSize < 0},
-	} {
-		if f.bad {
-			panic("spotflowtest: WithWebhooks: Webhooks." + f.name + " is out of range")
-		}
+	if err := cfg.Validate(); err != nil {
+		panic("spotflowtest: WithWebhooks: " + err.Error())
 	}
 	cfg.HoldBack = cmp.Or(cfg.HoldBack, defaultHoldBack)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, defaultMaxAttempts)
@@ -330,10 +337,7 @@ func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *we
 		}
 		cfg.Secret = secretPrefix + base64.StdEncoding.EncodeToString(key)
 	}
-	key, err := decodeSecret(cfg.Secret)
-	if err != nil {
-		panic("spotflowtest: WithWebhooks: " + err.Error())
-	}
+	key, _ := decodeSecret(cfg.Secret) // checked by Validate, or generated
 	wrong := append([]byte(nil), key...)
 	for i := range wrong {
 		wrong[i] ^= 0x5a
@@ -364,6 +368,40 @@ func newWebhookSender(cfg Webhooks, seed int64, payload func(*event) []byte) *we
 }
 
 const secretPrefix = "whsec_"
+
+// Validate reports what [NewServer] would refuse in w, naming the field: a
+// negative duration or count, a share outside [0,1], or a Secret that is not
+// "whsec_" followed by base64. A program that takes a Webhooks from its
+// user, as cmd/spotflow-mock does, checks it with Validate instead of
+// letting [WithWebhooks] panic.
+func (w Webhooks) Validate() error {
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"Delay", w.Delay < 0},
+		{"Duplicates", w.Duplicates < 0 || w.Duplicates > 1},
+		{"OutOfOrder", w.OutOfOrder < 0 || w.OutOfOrder > 1},
+		{"HoldBack", w.HoldBack < 0},
+		{"BadSignature", w.BadSignature < 0 || w.BadSignature > 1},
+		{"MaxAttempts", w.MaxAttempts < 0},
+		{"Backoff", w.Backoff < 0},
+		{"MaxBackoff", w.MaxBackoff < 0},
+		{"Timeout", w.Timeout < 0},
+		{"Concurrency", w.Concurrency < 0},
+		{"QueueSize", w.QueueSize < 0},
+	} {
+		if f.bad {
+			return errors.New("Webhooks." + f.name + " is out of range")
+		}
+	}
+	if w.Secret != "" {
+		if _, err := decodeSecret(w.Secret); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func decodeSecret(secret string) ([]byte, error) {
 	b64, ok := strings.CutPrefix(secret, secretPrefix)
