@@ -22,8 +22,9 @@ import (
 )
 
 // binary is the command, built once by TestMain; the tests run it as a
-// user would.
-var binary string
+// user would. mockBinary is spotflow-mock, built from the root module of
+// the workspace, "" if it could not be.
+var binary, mockBinary string
 
 // holdEnv makes the test binary a stand-in for a running service: it opens
 // the journal file named by the variable, serves a journaladmin handler on
@@ -44,6 +45,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
+	}
+	mockBinary = filepath.Join(dir, "spotflow-mock")
+	if out, err := exec.Command("go", "build", "-o", mockBinary, "github.com/spotflow-go/spotflowhttp/cmd/spotflow-mock").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "spotflow-mock not built, its test is skipped: %v\n%s", err, out)
+		mockBinary = ""
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
