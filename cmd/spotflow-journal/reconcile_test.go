@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -136,3 +137,24 @@ func TestRebaseKeepsThePathAfterTheAPIPrefix(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestReconcileOfManyEntriesReportsProgressOnStderr(t *testing.T) {
+	sim := spotflowtest.NewServer()
+	defer sim.Close()
+	now := time.Now()
+	var entries []spotflowhttp.Entry
+	for i := range 120 {
+		ref := fmt.Sprintf("r-%03d", i)
+		entries = append(entries, spotflowhttp.Entry{Key: "key-" + ref, Reference: ref, Method: "POST", URL: liveURL,
+			Header: map[string][]string{"Content-Type": {"application/json"}}, Body: payment(ref), Time: now.Add(-time.Hour)})
+	}
+	path := fillBolt(t, nil, entries)
+	r := sj(t, []string{"SPOTFLOW_SECRET_KEY=" + sim.SecretKey()}, "reconcile", "-json", "-file", path, "-base-url", sim.BaseURL())
+	r.want(t, 0, "reconcile: 100 of 120 entries settled", "settled 120: created 120")
+	if n := strings.Count(r.stdout, "\n"); n != 120 || strings.Contains(r.stdout, "reconcile:") {
+		t.Errorf("stdout has %d lines, want the 120 settlements and nothing else", n)
+	}
+	if len(sim.Payments()) != 120 {
+		t.Errorf("%d payments, want 120", len(sim.Payments()))
+	}
+}
