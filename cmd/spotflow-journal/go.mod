@@ -6,6 +6,7 @@ require (
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/spotflow-go/spotflowhttp v0.0.0-20261207013758-3fe124ef8798
 	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0-20261207013758-3fe124ef8798
+	go.uber.org/goleak v1.3.0
 )
 
 require (

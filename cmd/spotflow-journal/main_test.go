@@ -19,6 +19,7 @@ import (
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
 	"github.com/spotflow-go/spotflowhttp/journaladmin"
+	"go.uber.org/goleak"
 )
 
 // binary is the command, built once by TestMain; the tests run it as a
@@ -53,6 +54,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
