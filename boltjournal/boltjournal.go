@@ -9,6 +9,11 @@
 //
 // The file is locked while open: one process at a time. That is also why
 // [Open] frees every entry it finds: the process that held them is gone.
+// [OpenReadOnly] looks at a file without changing it.
+//
+// A damaged file (cut short, garbled, not a journal) never crashes the
+// process that opens it: [Open] returns an error wrapping [ErrDamaged], and
+// [Salvage] reads out the entries the file still holds.
 package boltjournal
 
 import (

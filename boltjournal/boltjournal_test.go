@@ -2,6 +2,7 @@ package boltjournal_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,9 @@ import (
 func TestMain(m *testing.M) {
 	if path := os.Getenv(openChildEnv); path != "" {
 		os.Exit(openChild(path))
+	}
+	if path := os.Getenv(holdChildEnv); path != "" {
+		os.Exit(holdChild(path))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -100,6 +104,9 @@ func TestOpenLockedFails(t *testing.T) {
 	if err == nil {
 		j.Close()
 		t.Fatal("a second Open of a held file succeeded")
+	}
+	if !errors.Is(err, boltjournal.ErrInUse) {
+		t.Errorf("a second Open of a held file: %v; want ErrInUse", err)
 	}
 	if d := time.Since(start); d < boltjournal.LockTimeout/2 {
 		t.Errorf("gave up after %v, well before LockTimeout", d)

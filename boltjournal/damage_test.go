@@ -22,35 +22,38 @@ import (
 	"github.com/spotflow-go/spotflowhttp/journaltest"
 )
 
-// openChildEnv, set to a file's path, makes the test binary a child that
-// opens that file with OpenReadOnly and then Open, prints what each gave,
-// and exits: a crash in it (a panic, "fatal error: fault") cannot take the
-// test process down with it, and shows as the child's exit status.
+// openChildEnv, set to a list of files (separated by the OS's path list
+// separator), makes the test binary a child that opens each file with
+// OpenReadOnly and then Open, prints what each gave, and exits: a crash in
+// it (a panic, "fatal error: fault") cannot take the test process down with
+// it, and shows as the child's exit status.
 const openChildEnv = "BOLTJOURNAL_OPEN_CHILD"
 
 // openChild is the child's work; it returns the exit status.
-func openChild(path string) int {
-	for _, o := range []struct {
-		name string
-		open func(string) (*boltjournal.Journal, error)
-	}{{"readonly", boltjournal.OpenReadOnly}, {"open", boltjournal.Open}} {
-		j, err := o.open(path)
-		if err != nil {
-			fmt.Printf("%s err damaged=%t %s\n", o.name, errors.Is(err, boltjournal.ErrDamaged), err)
-			continue
+func openChild(paths string) int {
+	for i, path := range filepath.SplitList(paths) {
+		for _, o := range []struct {
+			name string
+			open func(string) (*boltjournal.Journal, error)
+		}{{"readonly", boltjournal.OpenReadOnly}, {"open", boltjournal.Open}} {
+			j, err := o.open(path)
+			if err != nil {
+				fmt.Printf("%d %s err damaged=%t %s\n", i, o.name, errors.Is(err, boltjournal.ErrDamaged), err)
+				continue
+			}
+			es, err := j.Pending(context.Background())
+			j.Close()
+			if err != nil {
+				fmt.Printf("%d %s pending-err damaged=%t %s\n", i, o.name, errors.Is(err, boltjournal.ErrDamaged), err)
+				continue
+			}
+			fmt.Printf("%d %s ok %d\n", i, o.name, len(es))
 		}
-		es, err := j.Pending(context.Background())
-		j.Close()
-		if err != nil {
-			fmt.Printf("%s pending-err %s\n", o.name, err)
-			continue
-		}
-		fmt.Printf("%s ok %d\n", o.name, len(es))
 	}
 	return 0
 }
 
-// childResult is what the child said of one way of opening.
+// childResult is what the child said of one way of opening one file.
 type childResult struct {
 	ok      bool // opened, Pending worked
 	n       int  // entries Pending gave
@@ -58,37 +61,58 @@ type childResult struct {
 	line    string
 }
 
-// openInChild runs the child on path; a child that does not exit 0 with
-// both lines printed fails the test.
-func openInChild(t *testing.T, path string) (readOnly, rw childResult) {
+// openInChild opens each of paths in child processes and returns what each
+// way of opening gave for each: results[i][0] read-only, [1] read-write. A
+// child that crashes fails the test, naming the file it was opening, and
+// the files after it are opened in a new child.
+func openInChild(t *testing.T, paths ...string) (results [][2]childResult) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), openChildEnv+"="+path)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the child opening %s crashed (%v):\n%s%s", filepath.Base(path), err, out.String(), firstLines(errb.String(), 40))
+	results = make([][2]childResult, len(paths))
+	for done := 0; done < len(paths); {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), openChildEnv+"="+strings.Join(paths[done:], string(os.PathListSeparator)))
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		seen := parseChild(out.String(), results[done:])
+		if err == nil && seen == len(paths)-done {
+			return results
+		}
+		t.Errorf("the child opening %s crashed (%v):\n%s", paths[done+seen], err, firstLines(errb.String(), 12))
+		done += seen + 1
 	}
-	res := map[string]childResult{}
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	return results
+}
+
+// parseChild fills results from the child's output and returns how many
+// files it gave both results for.
+func parseChild(out string, results [][2]childResult) int {
+	seen := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(l)
-		if len(f) < 2 {
+		if len(f) < 3 {
 			continue
 		}
-		r := childResult{line: l}
-		switch f[1] {
+		i, err := strconv.Atoi(f[0])
+		if err != nil || i >= len(results) {
+			continue
+		}
+		r := childResult{line: strings.Join(f[1:], " ")}
+		switch f[2] {
 		case "ok":
 			r.ok = true
-			r.n, _ = strconv.Atoi(f[2])
-		case "err":
-			r.damaged = f[2] == "damaged=true"
+			r.n, _ = strconv.Atoi(f[3])
+		case "err", "pending-err":
+			r.damaged = f[3] == "damaged=true"
 		}
-		res[f[0]] = r
+		if f[1] == "open" {
+			results[i][1] = r
+			seen = i + 1
+		} else {
+			results[i][0] = r
+		}
 	}
-	if len(res) != 2 {
-		t.Fatalf("the child printed %q, want a line for each way of opening", out.String())
-	}
-	return res["readonly"], res["open"]
+	return seen
 }
 
 func firstLines(s string, n int) string {
@@ -179,10 +203,10 @@ func makeFixture(path string) (fixture, error) {
 	return fx, err
 }
 
-// write puts data in a new file in t's temporary directory.
-func write(t *testing.T, name string, data []byte) string {
+// write puts data in a new file in dir.
+func write(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -234,26 +258,28 @@ func TestOpenDamagedFileFailsCleanly(t *testing.T) {
 		"cut to one byte short":   fx.data[:fx.pages*ps-1],
 		"cut inside the 2nd page": fx.data[:ps+ps/2],
 	}
+	dir := t.TempDir()
+	var names, paths []string
 	for name, data := range cases {
-		t.Run(name, func(t *testing.T) {
-			path := write(t, "journal.db", data)
-			ro, rw := openInChild(t, path)
-			for _, r := range []childResult{ro, rw} {
-				assertDamagedError(t, r, path)
-			}
-		})
+		names = append(names, name)
+		paths = append(paths, write(t, dir, strings.ReplaceAll(name, " ", "-")+".db", data))
+	}
+	for i, res := range openInChild(t, paths...) {
+		for _, r := range res {
+			assertDamagedError(t, names[i], r, paths[i])
+		}
 	}
 }
 
-func assertDamagedError(t *testing.T, r childResult, path string) {
+func assertDamagedError(t *testing.T, name string, r childResult, path string) {
 	t.Helper()
 	if !r.damaged {
-		t.Errorf("child: %s; want an error wrapping ErrDamaged", r.line)
+		t.Errorf("%s: child: %q; want an error wrapping ErrDamaged", name, r.line)
 		return
 	}
 	for _, want := range []string{path, "damaged journal", "move it aside", "spotflow-journal salvage -file " + path} {
 		if !strings.Contains(r.line, want) {
-			t.Errorf("error %q does not say %q", r.line, want)
+			t.Errorf("%s: error %q does not say %q", name, r.line, want)
 		}
 	}
 }
@@ -265,18 +291,21 @@ func assertDamagedError(t *testing.T, r childResult, path string) {
 func TestOpenTruncatedAtEveryPage(t *testing.T) {
 	fx := journalFixture(t)
 	total := len(fx.data) / fx.pageSize
+	dir := t.TempDir()
+	var paths []string
 	for k := 1; k < total; k++ {
-		t.Run(fmt.Sprintf("pages=%d", k), func(t *testing.T) {
-			path := write(t, "journal.db", fx.data[:k*fx.pageSize])
-			ro, rw := openInChild(t, path)
-			for _, r := range []childResult{ro, rw} {
-				if k < fx.pages {
-					assertDamagedError(t, r, path)
-				} else if !r.ok || r.n != len(fx.entries) {
-					t.Errorf("cut after the last page in use: %s; want all %d entries", r.line, len(fx.entries))
-				}
+		paths = append(paths, write(t, dir, fmt.Sprintf("cut-%d.db", k), fx.data[:k*fx.pageSize]))
+	}
+	for i, res := range openInChild(t, paths...) {
+		k := i + 1
+		name := fmt.Sprintf("cut to %d pages", k)
+		for _, r := range res {
+			if k < fx.pages {
+				assertDamagedError(t, name, r, paths[i])
+			} else if !r.ok || r.n != len(fx.entries) {
+				t.Errorf("%s, after the last page in use: %q; want all %d entries", name, r.line, len(fx.entries))
 			}
-		})
+		}
 	}
 }
 
@@ -289,22 +318,25 @@ func TestOpenOneMetaPageDamaged(t *testing.T) {
 	fx := journalFixture(t)
 	ps := fx.pageSize
 	rnd := rand.New(rand.NewPCG(3, 4))
-	for name, data := range map[string][]byte{
+	cases := map[string][]byte{
 		"meta 0 zeroed":  damage(fx.data, func(b []byte) []byte { fill(b[:ps], nil); return b }),
 		"meta 1 zeroed":  damage(fx.data, func(b []byte) []byte { fill(b[ps:2*ps], nil); return b }),
 		"meta 0 garbled": damage(fx.data, func(b []byte) []byte { fill(b[16:80], rnd); return b }),
 		"meta 1 garbled": damage(fx.data, func(b []byte) []byte { fill(b[ps+16:ps+80], rnd); return b }),
-	} {
-		t.Run(name, func(t *testing.T) {
-			path := write(t, "journal.db", data)
-			ro, rw := openInChild(t, path)
-			for _, r := range []childResult{ro, rw} {
-				// The transaction before the last settled one entry or
-				// none: 300 or 301 entries.
-				if !r.ok || r.n < len(fx.entries) || r.n > len(fx.entries)+1 {
-					t.Errorf("%s; want the entries of the previous transaction (%d or %d)", r.line, len(fx.entries), len(fx.entries)+1)
-				}
+	}
+	dir := t.TempDir()
+	var names, paths []string
+	for name, data := range cases {
+		names = append(names, name)
+		paths = append(paths, write(t, dir, strings.ReplaceAll(name, " ", "-")+".db", data))
+	}
+	for i, res := range openInChild(t, paths...) {
+		for _, r := range res {
+			// The transaction before the last settled one entry or none:
+			// 300 or 301 entries.
+			if !r.ok || r.n < len(fx.entries) || r.n > len(fx.entries)+1 {
+				t.Errorf("%s: %q; want the entries of the previous transaction (%d or %d)", names[i], r.line, len(fx.entries), len(fx.entries)+1)
 			}
-		})
+		}
 	}
 }

@@ -182,20 +182,23 @@ func readPage(r io.ReaderAt, id, pages uint64, ps int64) (page, error) {
 	if id >= pages {
 		return page{}, fmt.Errorf("page %d beyond the last page %d", id, pages-1)
 	}
-	var h [pageHeaderSize]byte
-	if _, err := r.ReadAt(h[:], int64(id)*ps); err != nil {
+	first := make([]byte, ps) // one read for the usual page without overflow
+	if _, err := r.ReadAt(first, int64(id)*ps); err != nil {
 		return page{}, fmt.Errorf("page %d: %w", id, err)
 	}
-	p := page{id: ne.Uint64(h[0:]), flags: ne.Uint16(h[8:]), count: ne.Uint16(h[10:]), overflow: ne.Uint32(h[12:])}
+	p := page{id: ne.Uint64(first[0:]), flags: ne.Uint16(first[8:]), count: ne.Uint16(first[10:]), overflow: ne.Uint32(first[12:]), data: first}
 	if p.id != id {
 		return page{}, fmt.Errorf("page %d says it is page %d", id, p.id)
 	}
 	if uint64(p.overflow) >= pages-id {
 		return page{}, fmt.Errorf("page %d: %d overflow pages run past the last page %d", id, p.overflow, pages-1)
 	}
-	p.data = make([]byte, (int64(p.overflow)+1)*ps)
-	if _, err := r.ReadAt(p.data, int64(id)*ps); err != nil {
-		return page{}, fmt.Errorf("page %d: %w", id, err)
+	if p.overflow > 0 {
+		p.data = make([]byte, (int64(p.overflow)+1)*ps)
+		copy(p.data, first)
+		if _, err := r.ReadAt(p.data[ps:], (int64(id)+1)*ps); err != nil {
+			return page{}, fmt.Errorf("page %d: %w", id, err)
+		}
 	}
 	return p, nil
 }
