@@ -412,3 +412,43 @@ func ExampleSealJournal() {
 	// pending entries sealed with key 770af41f2671b48d: 1
 	// 1 true spotflowhttp: sealed journal: a pending entry no key opens: entry "order-1001" (key id 770af41f2671b48d): sealed with a key this journal was not given
 }
+
+// BenchmarkSealJournal is what sealing adds to a keyed create journaled in
+// memory: the same POST of a 1 KiB card payment through NewTransport to an
+// in-memory server answering 201, with the memory journal as it is and
+// sealed.
+func BenchmarkSealJournal(b *testing.B) {
+	payload := []byte(`{"amount":5000,"currency":"NGN","reference":"r","customer":{"email":"ada@example.com","phoneNumber":"+2348000000000"},` +
+		`"encryptedCard":"` + strings.Repeat("Zm9vYmFy", 110) + `","metadata":{"order_id":"o-1"}}`)
+	created := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	for _, sealed := range []bool{false, true} {
+		var j spotflowhttp.Journal = spotflowhttp.NewMemoryJournal()
+		name := "Memory"
+		if sealed {
+			j, name = mustSealB(b, j), "SealedMemory"
+		}
+		rt := spotflowhttp.NewTransport(created, spotflowhttp.WithJournal(j))
+		b.Run(fmt.Sprintf("%s/%dB", name, len(payload)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/api/v1/payments", bytes.NewReader(payload))
+				req.Header.Set("Authorization", "Bearer sk_test_x")
+				resp, err := rt.RoundTrip(req)
+				if err != nil || resp.StatusCode != 201 {
+					b.Fatal(resp, err)
+				}
+			}
+		})
+	}
+}
+
+func mustSealB(b *testing.B, j spotflowhttp.Journal) spotflowhttp.Journal {
+	s, err := spotflowhttp.SealJournal(j, sealKey(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
