@@ -72,12 +72,16 @@ var ErrSealBroken = errors.New("sealed data does not open: damaged or changed")
 // Each key must be [SealKeySize] bytes, not all zero (the value of a key
 // variable never filled in), and given once; SealJournal returns an error,
 // naming the key by its position, never its bytes, otherwise, or if j is
-// nil. The keys are expanded at construction: the caller's slices are not
+// nil or is itself a sealed journal. The keys are expanded at construction: the caller's slices are not
 // kept and may be wiped. The Journal returned is safe for concurrent use if
 // j is.
 func SealJournal(j Journal, key []byte, oldKeys ...[]byte) (Journal, error) {
-	if j == nil {
+	switch j.(type) {
+	case nil:
 		return nil, errors.New("spotflowhttp: SealJournal: the journal is nil")
+	case *sealedJournal:
+		// The inner one would find seals it cannot open in every entry.
+		return nil, errors.New("spotflowhttp: SealJournal: the journal is sealed already; give old keys to rotate")
 	}
 	s := &sealedJournal{j: j, keys: make(map[[keyIDSize]byte]cipher.AEAD, 1+len(oldKeys))}
 	for i, k := range append([][]byte{key}, oldKeys...) {
@@ -153,7 +157,9 @@ func SealKeyIDOf(e Entry) (string, bool) {
 // PendingBySealKey counts j's pending entries by the id of the key that
 // sealed them (see [SealKeyID]); entries recorded without sealing count
 // under "". It reads the store without any key: given a Journal returned by
-// [SealJournal], it reads the journal that one wraps. An old key may be
+// [SealJournal], it reads the journal that one wraps. Entries whose sealed
+// data is too short or of an unknown format to name a key count under "?".
+// An old key may be
 // dropped from SealJournal's oldKeys, and destroyed, once no pending entry
 // is sealed with it, and once no process seals with it any more (every
 // process runs with the new key first).

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,8 +267,12 @@ func TestSealJournalChecksKeys(t *testing.T) {
 			t.Errorf("%s: the error prints a key: %v", c.name, err)
 		}
 	}
-	if _, err := spotflowhttp.SealJournal(m, sealKey(1), sealKey(2), sealKey(3)); err != nil {
+	sealed, err := spotflowhttp.SealJournal(m, sealKey(1), sealKey(2), sealKey(3))
+	if err != nil {
 		t.Errorf("three distinct keys: %v", err)
+	}
+	if _, err := spotflowhttp.SealJournal(sealed, sealKey(4)); err == nil || !strings.Contains(err.Error(), "sealed already") {
+		t.Errorf("a sealed journal sealed again: err = %v", err)
 	}
 }
 
@@ -484,4 +490,46 @@ func mustSealB(b *testing.B, j spotflowhttp.Journal) spotflowhttp.Journal {
 		b.Fatal(err)
 	}
 	return s
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger on another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestReconcilerRunLogsUnopenedEntries: Run, which returns no error, logs
+// the journal's: an entry no key opens is named in the log, with its key
+// id.
+func TestReconcilerRunLogsUnopenedEntries(t *testing.T) {
+	f, store := sealedFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	e := f.uncertain("/payments", payment("ord-1"))
+	f.j = mustSeal(t, store, sealKey(2))
+	var logs lockedBuffer
+	r := f.reconciler(spotflowhttp.WithReconcileInterval(time.Hour),
+		spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), e.Key) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if l := logs.String(); !strings.Contains(l, e.Key) || !strings.Contains(l, spotflowhttp.SealKeyID(sealKey(1))) {
+		t.Errorf("log %q; want the entry's key and its key id", l)
+	}
 }
