@@ -135,8 +135,10 @@ type Settlement struct {
 // is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
 // Entries still unsettled when the window closes are reported as
 // [OutcomeNeedsHuman]. An entry that cannot be sent again (BodyMissing, or
-// Sealed: its body sealed with a key the journal does not have) is only
-// verified; one with neither body nor reference needs a human at once. An answer that says nothing of the entry (a 5xx, a
+// Sealed: its body sealed with a key the journal does not have) is never
+// sent: it waits for a webhook or verify until the window closes, except
+// a BodyMissing entry without a reference, which nothing can settle: it
+// needs a human at once. An answer that says nothing of the entry (a 5xx, a
 // connection error, a 429, a 401 or 403 to the Reconciler's credential)
 // leaves it pending, to be tried again after another WithVerifyAfter.
 //
