@@ -157,7 +157,8 @@ func SealKeyIDOf(e Entry) (string, bool) {
 // PendingBySealKey counts j's pending entries by the id of the key that
 // sealed them (see [SealKeyID]); entries recorded without sealing count
 // under "". It reads the store without any key: given a Journal returned by
-// [SealJournal], it reads the journal that one wraps. Entries whose sealed
+// [SealJournal], it reads the journal that one wraps (a type of your own
+// around it hides the store: give it the store itself). Entries whose sealed
 // data is too short or of an unknown format to name a key count under "?".
 // An old key may be
 // dropped from SealJournal's oldKeys, and destroyed, once no pending entry
