@@ -76,11 +76,11 @@ type Entry struct {
 	Body []byte `json:"body,omitempty"`
 	// BodyMissing reports a body that could not be kept (no GetBody, or
 	// over 1 MiB), so the entry cannot be sent again. A [Reconciler]
-	// verifies it by Reference, which then comes from
-	// [ContextWithReference]; if verify does not find the resource, the
-	// entry stays pending until the idempotency window closes, then needs
-	// a human. Without a Reference nothing can tell its outcome: it needs
-	// a human at once.
+	// settles it by its Reference, which then comes from
+	// [ContextWithReference]: from a webhook, or the verify endpoint; if
+	// neither finds the resource, the entry stays pending until the
+	// idempotency window closes, then needs a human. Without a Reference
+	// nothing can tell its outcome: it needs a human at once.
 	BodyMissing bool `json:"bodyMissing,omitempty"`
 	// Sealed is the Header and Body encrypted by [SealJournal], which
 	// then hands the store the entry with Header and Body nil; nil for an

@@ -143,8 +143,10 @@ type Settlement struct {
 // is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
 // Entries still unsettled when the window closes are reported as
 // [OutcomeNeedsHuman]. An entry that cannot be sent again (BodyMissing, or
-// Sealed: its body sealed with a key the journal does not have) is only
-// verified; one with neither body nor reference needs a human at once. An answer that says nothing of the entry (a 5xx, a
+// Sealed: its body sealed with a key the journal does not have) is never
+// sent: it waits for a webhook or verify until the window closes, except
+// a BodyMissing entry without a reference, which nothing can settle: it
+// needs a human at once. An answer that says nothing of the entry (a 5xx, a
 // connection error, a 429, a 401 or 403 to the Reconciler's credential)
 // leaves it pending, to be tried again after another WithVerifyAfter.
 //
@@ -443,18 +445,10 @@ func (r *Reconciler) settle(ctx context.Context, e Entry) bool {
 // outcome asks, in order, the webhooks seen, the verify endpoint and a
 // re-send; false if none of them could tell.
 func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settlement, bool) {
-	s := Settlement{Entry: e}
-	if o, ok := r.observation(e); ok {
-		s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByWebhook, o.status, o.data
+	if s, ok := r.found(ctx, e); ok {
 		return s, true
 	}
-	if u := r.verifyURLOf(e); u != "" {
-		status, body, _, err := r.send(ctx, e, http.MethodGet, u, nil)
-		if err == nil && status >= 200 && status <= 299 {
-			s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByVerify, resourceStatus(body), body
-			return s, true
-		}
-	}
+	s := Settlement{Entry: e}
 	switch {
 	case !now.Before(e.Time.Add(IdempotencyWindow - windowMargin)):
 		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
@@ -497,6 +491,24 @@ func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settl
 	}
 	s.Outcome, s.Err = OutcomeNotCreated, ae
 	return s, true
+}
+
+// found settles e as created if a webhook told of it or the verify
+// endpoint finds it.
+func (r *Reconciler) found(ctx context.Context, e Entry) (Settlement, bool) {
+	s := Settlement{Entry: e}
+	if o, ok := r.observation(e); ok {
+		s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByWebhook, o.status, o.data
+		return s, true
+	}
+	if u := r.verifyURLOf(e); u != "" {
+		status, body, _, err := r.send(ctx, e, http.MethodGet, u, nil)
+		if err == nil && status >= 200 && status <= 299 {
+			s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByVerify, resourceStatus(body), body
+			return s, true
+		}
+	}
+	return s, false
 }
 
 // verifyURLOf returns the verify endpoint of e's resource, "" if there is

@@ -1,7 +1,6 @@
 package spotflowhttp
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -9,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,12 +72,16 @@ var ErrSealBroken = errors.New("sealed data does not open: damaged or changed")
 // Each key must be [SealKeySize] bytes, not all zero (the value of a key
 // variable never filled in), and given once; SealJournal returns an error,
 // naming the key by its position, never its bytes, otherwise, or if j is
-// nil. The keys are expanded at construction: the caller's slices are not
+// nil or is itself a sealed journal. The keys are expanded at construction: the caller's slices are not
 // kept and may be wiped. The Journal returned is safe for concurrent use if
 // j is.
 func SealJournal(j Journal, key []byte, oldKeys ...[]byte) (Journal, error) {
-	if j == nil {
+	switch j.(type) {
+	case nil:
 		return nil, errors.New("spotflowhttp: SealJournal: the journal is nil")
+	case *sealedJournal:
+		// The inner one would find seals it cannot open in every entry.
+		return nil, errors.New("spotflowhttp: SealJournal: the journal is sealed already; give old keys to rotate")
 	}
 	s := &sealedJournal{j: j, keys: make(map[[keyIDSize]byte]cipher.AEAD, 1+len(oldKeys))}
 	for i, k := range append([][]byte{key}, oldKeys...) {
@@ -155,7 +157,10 @@ func SealKeyIDOf(e Entry) (string, bool) {
 // PendingBySealKey counts j's pending entries by the id of the key that
 // sealed them (see [SealKeyID]); entries recorded without sealing count
 // under "". It reads the store without any key: given a Journal returned by
-// [SealJournal], it reads the journal that one wraps. An old key may be
+// [SealJournal], it reads the journal that one wraps (a type of your own
+// around it hides the store: give it the store itself). Entries whose sealed
+// data is too short or of an unknown format to name a key count under "?".
+// An old key may be
 // dropped from SealJournal's oldKeys, and destroyed, once no pending entry
 // is sealed with it, and once no process seals with it any more (every
 // process runs with the new key first).
@@ -294,20 +299,14 @@ func (s *sealedJournal) Pending(ctx context.Context) ([]Entry, error) {
 }
 
 // seal returns the sealed blob of e's Header and Body: version, key id,
-// nonce, then the ciphertext of the plaintext sealPlain builds, with e's
-// binding as additional data.
+// nonce, then the ciphertext of appendPlain's plaintext, with e's binding
+// as additional data.
 func (s *sealedJournal) seal(e Entry) ([]byte, error) {
-	h, err := headerJSON(e.Header)
-	if err != nil {
-		return nil, err
-	}
-	n := sealHeadLen + binary.MaxVarintLen64 + len(h) + len(e.Body)
-	blob := make([]byte, sealHeadLen, n+s.aead.Overhead())
+	blob := make([]byte, sealHeadLen, sealHeadLen+plainSize(e)+s.aead.Overhead())
 	blob[0] = sealVersion
 	copy(blob[1:], s.id[:])
 	rand.Read(blob[1+keyIDSize : sealHeadLen]) // never fails (crypto/rand, Go 1.24+)
-	plain := binary.AppendUvarint(blob, uint64(len(h)))
-	plain = append(append(plain, h...), e.Body...)
+	plain := appendPlain(blob, e)
 	// Sealed in place: the ciphertext overwrites the plaintext exactly.
 	return s.aead.Seal(blob, blob[1+keyIDSize:sealHeadLen], plain[sealHeadLen:], sealBinding(blob[:1+keyIDSize], e)), nil
 }
@@ -333,40 +332,123 @@ func (s *sealedJournal) open(e *Entry) *UnsealFailure {
 	if err != nil {
 		return f
 	}
-	hlen, n := binary.Uvarint(plain)
-	if n <= 0 || hlen > uint64(len(plain)-n) {
-		return f // authentic but malformed: a bug, not an attack; refuse it all the same
+	h, body, ok := parsePlain(plain)
+	if !ok {
+		return f // authentic but malformed: a bug, not an attack; refused all the same
 	}
-	h, body := plain[n:n+int(hlen)], plain[n+int(hlen):]
-	if len(h) > 0 && json.Unmarshal(h, &e.Header) != nil {
-		e.Header = nil
-		return f
-	}
-	if len(body) > 0 {
-		e.Body = body
-	}
-	e.Sealed = nil
+	e.Header, e.Body, e.Sealed = h, body, nil
 	return nil
 }
 
-// headerJSON is h as JSON, or nothing if h is empty.
-func headerJSON(h http.Header) ([]byte, error) {
-	if len(h) == 0 {
-		return nil, nil
+// The plaintext of a seal is the header, as a count of names and, for each,
+// its name and its values, every string preceded by its length (uvarint);
+// then the body, to the end.
+
+// plainSize bounds the size of e's plaintext.
+func plainSize(e Entry) int {
+	n := binary.MaxVarintLen64 + len(e.Body)
+	for k, vs := range e.Header {
+		n += 2*binary.MaxVarintLen64 + len(k)
+		for _, v := range vs {
+			n += binary.MaxVarintLen64 + len(v)
+		}
 	}
-	return json.Marshal(h)
+	return n
 }
 
-// sealBinding is the additional data of e's seal: the blob's version and
-// key id, then e's Key, Method, URL, Reference and Account, each preceded
-// by its length so that no two entries bind the same bytes.
-func sealBinding(head []byte, e Entry) []byte {
-	b := bytes.NewBuffer(make([]byte, 0, len(head)+5*binary.MaxVarintLen64+len(e.Key)+len(e.Method)+len(e.URL)+len(e.Reference)+len(e.Account)))
-	b.WriteString("spotflowhttp journal entry\x00")
-	b.Write(head)
-	for _, f := range []string{e.Key, e.Method, e.URL, e.Reference, e.Account} {
-		b.Write(binary.AppendUvarint(nil, uint64(len(f))))
-		b.WriteString(f)
+func appendPlain(b []byte, e Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(e.Header)))
+	for k, vs := range e.Header {
+		b = appendString(b, k)
+		b = binary.AppendUvarint(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendString(b, v)
+		}
 	}
-	return b.Bytes()
+	return append(b, e.Body...)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// parsePlain reads a plaintext appendPlain wrote; false if it is malformed.
+func parsePlain(p []byte) (http.Header, []byte, bool) {
+	r := plainReader{p: p, ok: true}
+	n := r.uvarint()
+	if !r.ok || n > uint64(len(r.p)) { // each name takes a byte at least
+		return nil, nil, false
+	}
+	var h http.Header
+	if n > 0 {
+		h = make(http.Header, n)
+	}
+	for i := uint64(0); i < n && r.ok; i++ {
+		k := r.string()
+		m := r.uvarint()
+		if m > uint64(len(r.p)) {
+			r.ok = false
+			break
+		}
+		vs := make([]string, 0, m)
+		for j := uint64(0); j < m && r.ok; j++ {
+			vs = append(vs, r.string())
+		}
+		h[k] = vs
+	}
+	if !r.ok {
+		return nil, nil, false
+	}
+	if len(r.p) == 0 {
+		return h, nil, true
+	}
+	return h, r.p, true
+}
+
+// plainReader reads uvarints and strings from p; ok turns false, for good,
+// at the first that p does not hold.
+type plainReader struct {
+	p  []byte
+	ok bool
+}
+
+func (r *plainReader) uvarint() uint64 {
+	if !r.ok {
+		return 0
+	}
+	v, n := binary.Uvarint(r.p)
+	if n <= 0 {
+		r.ok = false
+		return 0
+	}
+	r.p = r.p[n:]
+	return v
+}
+
+func (r *plainReader) string() string {
+	n := r.uvarint()
+	if !r.ok || n > uint64(len(r.p)) {
+		r.ok = false
+		return ""
+	}
+	s := string(r.p[:n])
+	r.p = r.p[n:]
+	return s
+}
+
+// sealBinding is the additional data of e's seal: a label, the blob's
+// version and key id, then e's Key, Method, URL, Reference and Account,
+// each preceded by its length so that no two entries bind the same bytes.
+func sealBinding(head []byte, e Entry) []byte {
+	const label = "spotflowhttp journal entry\x00"
+	fields := [...]string{e.Key, e.Method, e.URL, e.Reference, e.Account}
+	n := len(label) + len(head)
+	for _, f := range fields {
+		n += binary.MaxVarintLen64 + len(f)
+	}
+	b := append(append(make([]byte, 0, n), label...), head...)
+	for _, f := range fields {
+		b = appendString(b, f)
+	}
+	return b
 }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,8 +70,7 @@ func TestSealJournalStoresNoPlaintext(t *testing.T) {
 			t.Errorf("the sealed part holds %q in clear", s)
 		}
 	}
-	if raw.Key != e.Key || raw.Reference != e.Reference || raw.Account != e.Account || raw.URL != e.URL ||
-		raw.Method != e.Method || !raw.Time.Equal(e.Time) || raw.Owner != e.Owner {
+	if !sameReadable(raw, e) {
 		t.Errorf("the store lost a readable field: %+v", raw)
 	}
 	if id, ok := spotflowhttp.SealKeyIDOf(raw); !ok || id != spotflowhttp.SealKeyID(sealKey(1)) {
@@ -79,11 +80,29 @@ func TestSealJournalStoresNoPlaintext(t *testing.T) {
 	if len(got) != 1 || !reflect.DeepEqual(got[0], e) {
 		t.Fatalf("Pending = %+v\nwant %+v", got, e)
 	}
-	if err := j.Record(context.Background(), e); err != nil {
-		t.Fatal(err)
+}
+
+// sameReadable reports whether the fields a sealed journal leaves readable
+// are a's and b's alike.
+func sameReadable(a, b spotflowhttp.Entry) bool {
+	return a.Key == b.Key && a.Reference == b.Reference && a.Account == b.Account && a.URL == b.URL &&
+		a.Method == b.Method && a.Time.Equal(b.Time) && a.Owner == b.Owner && a.Until.Equal(b.Until)
+}
+
+// TestSealJournalFreshNonce: the same entry sealed twice gives other
+// bytes, other nonces first.
+func TestSealJournalFreshNonce(t *testing.T) {
+	store := spotflowhttp.NewMemoryJournal()
+	j := mustSeal(t, store, sealKey(1))
+	var seals [][]byte
+	for range 2 {
+		if err := j.Record(context.Background(), secretEntry("k1")); err != nil {
+			t.Fatal(err)
+		}
+		seals = append(seals, pendingOf(t, store)[0].Sealed)
 	}
-	if again := pendingOf(t, store)[0]; bytes.Equal(again.Sealed, raw.Sealed) || bytes.Equal(again.Sealed[1:21], raw.Sealed[1:21]) {
-		t.Error("the same entry sealed twice gave the same bytes: the nonce is not fresh")
+	if bytes.Equal(seals[0], seals[1]) || bytes.Equal(seals[0][9:21], seals[1][9:21]) {
+		t.Error("the same entry sealed twice gave the same nonce")
 	}
 }
 
@@ -104,52 +123,64 @@ func TestMemoryJournalKeepsItsOwnSeal(t *testing.T) {
 	}
 }
 
-// TestSealJournalRotation: entries sealed with an old key open while it is
-// among oldKeys, new ones are sealed with the new key, entries recorded
-// before sealing are read as they are, and PendingBySealKey says which key
-// seals how many. Without the old key, its entry comes back unopened with
-// an error naming it, beside the others.
-func TestSealJournalRotation(t *testing.T) {
+// rotationStore is a store holding an entry recorded before sealing (k0),
+// one sealed with key a (k1) and one sealed with key b (k2), oldest first.
+func rotationStore(t *testing.T) (store *spotflowhttp.MemoryJournal, es []spotflowhttp.Entry) {
 	ctx := context.Background()
-	a, b := sealKey(0xa), sealKey(0xb)
-	idA, idB := spotflowhttp.SealKeyID(a), spotflowhttp.SealKeyID(b)
-	store := spotflowhttp.NewMemoryJournal()
+	store = spotflowhttp.NewMemoryJournal()
 	legacy, old, fresh := secretEntry("k0"), secretEntry("k1"), secretEntry("k2")
 	legacy.Time, fresh.Time = legacy.Time.Add(-time.Second), fresh.Time.Add(time.Second)
 	if err := store.Record(ctx, legacy); err != nil { // before sealing was turned on
 		t.Fatal(err)
 	}
-	if err := mustSeal(t, store, a).Record(ctx, old); err != nil {
+	if err := mustSeal(t, store, sealKey(0xa)).Record(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	rotated := mustSeal(t, store, b, a)
-	if err := rotated.Record(ctx, fresh); err != nil {
+	if err := mustSeal(t, store, sealKey(0xb), sealKey(0xa)).Record(ctx, fresh); err != nil {
 		t.Fatal(err)
 	}
-	if got := pendingOf(t, rotated); !reflect.DeepEqual(got, []spotflowhttp.Entry{legacy, old, fresh}) {
+	return store, []spotflowhttp.Entry{legacy, old, fresh}
+}
+
+// TestSealJournalRotation: entries sealed with an old key open while it is
+// among oldKeys, new ones are sealed with the new key, entries recorded
+// before sealing are read as they are, and PendingBySealKey says which key
+// seals how many.
+func TestSealJournalRotation(t *testing.T) {
+	idA, idB := spotflowhttp.SealKeyID(sealKey(0xa)), spotflowhttp.SealKeyID(sealKey(0xb))
+	store, want := rotationStore(t)
+	rotated := mustSeal(t, store, sealKey(0xb), sealKey(0xa))
+	if got := pendingOf(t, rotated); !reflect.DeepEqual(got, want) {
 		t.Fatalf("with keys b and a: Pending = %+v", got)
 	}
 	if id, _ := spotflowhttp.SealKeyIDOf(pendingOf(t, store)[2]); id != idB {
 		t.Errorf("the new entry is sealed with key id %s, want b's %s", id, idB)
 	}
-	n, err := spotflowhttp.PendingBySealKey(ctx, rotated)
+	n, err := spotflowhttp.PendingBySealKey(context.Background(), rotated)
 	if want := map[string]int{"": 1, idA: 1, idB: 1}; err != nil || !reflect.DeepEqual(n, want) {
 		t.Errorf("PendingBySealKey = %v, %v; want %v", n, err, want)
 	}
+}
 
-	got, err := mustSeal(t, store, b).Pending(ctx)
+// TestSealJournalWithoutOldKey: without the old key, its entry comes back
+// unopened, with its readable fields and an error naming it and its key
+// id, beside the others.
+func TestSealJournalWithoutOldKey(t *testing.T) {
+	idA := spotflowhttp.SealKeyID(sealKey(0xa))
+	store, want := rotationStore(t)
+	got, err := mustSeal(t, store, sealKey(0xb)).Pending(context.Background())
 	var ue *spotflowhttp.UnsealError
 	if !errors.As(err, &ue) || !errors.Is(err, spotflowhttp.ErrSealKeyMissing) || len(ue.Entries) != 1 ||
 		ue.Entries[0].Key != "k1" || ue.Entries[0].KeyID != idA {
 		t.Fatalf("without key a: err = %v; want an *UnsealError naming k1 and key id %s", err, idA)
 	}
-	if msg := err.Error(); !strings.Contains(msg, `"k1"`) || !strings.Contains(msg, idA) || strings.Contains(msg, hex.EncodeToString(a)) {
+	if msg := err.Error(); !strings.Contains(msg, `"k1"`) || !strings.Contains(msg, idA) || strings.Contains(msg, hex.EncodeToString(sealKey(0xa))) {
 		t.Errorf("error %q: want the entry's key and key id, never the key", msg)
 	}
-	if len(got) != 3 || !reflect.DeepEqual(got[0], legacy) || !reflect.DeepEqual(got[2], fresh) {
+	if len(got) != 3 || !reflect.DeepEqual(got[0], want[0]) || !reflect.DeepEqual(got[2], want[2]) {
 		t.Fatalf("without key a, the other entries: %+v", got)
 	}
-	if u := got[1]; u.Key != "k1" || u.Body != nil || u.Header != nil || u.Sealed == nil || u.Reference != old.Reference {
+	if u := got[1]; !sameReadable(u, want[1]) || u.Body != nil || u.Header != nil || u.Sealed == nil {
 		t.Errorf("the entry no key opens: %+v; want its readable fields, Sealed kept, no body", u)
 	}
 }
@@ -178,6 +209,10 @@ func TestSealJournalRefusesChangedSeals(t *testing.T) {
 	add(func(e *spotflowhttp.Entry) { e.URL = "https://evil.test/api/v1/payments" })
 	add(func(e *spotflowhttp.Entry) { e.Account = "merchant-8" })
 	add(func(e *spotflowhttp.Entry) { e.Sealed[0] = 2 })
+	add(func(e *spotflowhttp.Entry) { // a body planted beside a broken seal is not returned either
+		e.Sealed[len(e.Sealed)-1] ^= 1
+		e.Body, e.Header = []byte("planted"), http.Header{"X-Planted": {"1"}}
+	})
 	for i := 1; i < len(good.Sealed); i++ {
 		add(func(e *spotflowhttp.Entry) { e.Sealed[i] ^= 0x40 })
 	}
@@ -232,8 +267,12 @@ func TestSealJournalChecksKeys(t *testing.T) {
 			t.Errorf("%s: the error prints a key: %v", c.name, err)
 		}
 	}
-	if _, err := spotflowhttp.SealJournal(m, sealKey(1), sealKey(2), sealKey(3)); err != nil {
+	sealed, err := spotflowhttp.SealJournal(m, sealKey(1), sealKey(2), sealKey(3))
+	if err != nil {
 		t.Errorf("three distinct keys: %v", err)
+	}
+	if _, err := spotflowhttp.SealJournal(sealed, sealKey(4)); err == nil || !strings.Contains(err.Error(), "sealed already") {
+		t.Errorf("a sealed journal sealed again: err = %v", err)
 	}
 }
 
@@ -411,4 +450,86 @@ func ExampleSealJournal() {
 	// opened: {"reference":"order-1001","customer":{"email":"ada@example.com"}}
 	// pending entries sealed with key 770af41f2671b48d: 1
 	// 1 true spotflowhttp: sealed journal: a pending entry no key opens: entry "order-1001" (key id 770af41f2671b48d): sealed with a key this journal was not given
+}
+
+// BenchmarkSealJournal is what sealing adds to a keyed create journaled in
+// memory: the same POST of a 1 KiB card payment through NewTransport to an
+// in-memory server answering 201, with the memory journal as it is and
+// sealed.
+func BenchmarkSealJournal(b *testing.B) {
+	payload := []byte(`{"amount":5000,"currency":"NGN","reference":"r","customer":{"email":"ada@example.com","phoneNumber":"+2348000000000"},` +
+		`"encryptedCard":"` + strings.Repeat("Zm9vYmFy", 110) + `","metadata":{"order_id":"o-1"}}`)
+	created := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	for _, sealed := range []bool{false, true} {
+		var j spotflowhttp.Journal = spotflowhttp.NewMemoryJournal()
+		name := "Memory"
+		if sealed {
+			j, name = mustSealB(b, j), "SealedMemory"
+		}
+		rt := spotflowhttp.NewTransport(created, spotflowhttp.WithJournal(j))
+		b.Run(fmt.Sprintf("%s/%dB", name, len(payload)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/api/v1/payments", bytes.NewReader(payload))
+				req.Header.Set("Authorization", "Bearer sk_test_x")
+				resp, err := rt.RoundTrip(req)
+				if err != nil || resp.StatusCode != 201 {
+					b.Fatal(resp, err)
+				}
+			}
+		})
+	}
+}
+
+func mustSealB(b *testing.B, j spotflowhttp.Journal) spotflowhttp.Journal {
+	s, err := spotflowhttp.SealJournal(j, sealKey(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger on another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestReconcilerRunLogsUnopenedEntries: Run, which returns no error, logs
+// the journal's: an entry no key opens is named in the log, with its key
+// id.
+func TestReconcilerRunLogsUnopenedEntries(t *testing.T) {
+	f, store := sealedFixture(t, faults(spotflowtest.FaultResetBeforeCommit))
+	e := f.uncertain("/payments", payment("ord-1"))
+	f.j = mustSeal(t, store, sealKey(2))
+	var logs lockedBuffer
+	r := f.reconciler(spotflowhttp.WithReconcileInterval(time.Hour),
+		spotflowhttp.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), e.Key) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if l := logs.String(); !strings.Contains(l, e.Key) || !strings.Contains(l, spotflowhttp.SealKeyID(sealKey(1))) {
+		t.Errorf("log %q; want the entry's key and its key id", l)
+	}
 }
