@@ -45,7 +45,10 @@ type Journal interface {
 	Settle(ctx context.Context, key, owner string) (bool, error)
 
 	// Pending returns every entry not yet settled, claimed or not, oldest
-	// first.
+	// first. It may return entries and an error together, when it could
+	// read some entries and not others (as [SealJournal]'s does for an
+	// entry no key opens): a [Reconciler] settles the entries and reports
+	// the error.
 	Pending(ctx context.Context) ([]Entry, error)
 }
 
@@ -55,8 +58,9 @@ type Journal interface {
 type Entry struct {
 	// Key is the call's idempotency key.
 	Key string `json:"key"`
-	// Reference is the body's reference field (see [WithReference]), ""
-	// if it has none.
+	// Reference is the body's reference field (see [WithReference]); if
+	// the body has none or could not be read, the one
+	// [ContextWithReference] gave the call; else "".
 	Reference string `json:"reference,omitempty"`
 	// Account is the label [ContextWithAccount] gave the call, "" if none:
 	// it tells a reconciler which credential to use.
@@ -71,9 +75,20 @@ type Entry struct {
 	// be read again (see BodyMissing).
 	Body []byte `json:"body,omitempty"`
 	// BodyMissing reports a body that could not be kept (no GetBody, or
-	// over 1 MiB): the entry can be verified by reference but not sent
-	// again.
+	// over 1 MiB), so the entry cannot be sent again. A [Reconciler]
+	// settles it by its Reference, which then comes from
+	// [ContextWithReference]: from a webhook, or the verify endpoint; if
+	// neither finds the resource, the entry stays pending until the
+	// idempotency window closes, then needs a human. Without a Reference
+	// nothing can tell its outcome: it needs a human at once.
 	BodyMissing bool `json:"bodyMissing,omitempty"`
+	// Sealed is the Header and Body encrypted by [SealJournal], which
+	// then hands the store the entry with Header and Body nil; nil for an
+	// entry recorded without sealing. A store keeps it as it keeps Body.
+	// An entry read with Sealed set (from the store itself, or one no
+	// key opened) has lost nothing, but its Body and Header can only be
+	// read with the key: a Reconciler never sends it again.
+	Sealed []byte `json:"sealed,omitempty"`
 	// Time is when the call began.
 	Time time.Time `json:"time"`
 	// Owner holds the entry's claim until Until; the entry is free when
@@ -115,6 +130,18 @@ type accountContextKey struct{}
 // given: never put a secret in it.
 func ContextWithAccount(ctx context.Context, account string) context.Context {
 	return context.WithValue(ctx, accountContextKey{}, account)
+}
+
+type referenceContextKey struct{}
+
+// ContextWithReference returns a context that gives the call made with it
+// the reference of the resource it creates, for its journal [Entry] when
+// the body cannot be read again (a body without GetBody, or over 1 MiB) or
+// holds no reference: with it, a [Reconciler] can still verify the entry.
+// A reference read from the body takes precedence: it is what Spotflow
+// was sent.
+func ContextWithReference(ctx context.Context, reference string) context.Context {
+	return context.WithValue(ctx, referenceContextKey{}, reference)
 }
 
 type noJournalContextKey struct{}
@@ -160,6 +187,9 @@ func (t *IdempotencyTransport) record(c *call, r *http.Request, key string) erro
 		} else {
 			e.BodyMissing = true
 		}
+	}
+	if e.Reference == "" {
+		e.Reference, _ = r.Context().Value(referenceContextKey{}).(string)
 	}
 	if err := t.cfg.journal.Record(c, e); err != nil {
 		return &Error{
@@ -244,6 +274,7 @@ func (m *MemoryJournal) Record(_ context.Context, e Entry) error {
 	}
 	e.Header = e.Header.Clone()
 	e.Body = append([]byte(nil), e.Body...)
+	e.Sealed = append([]byte(nil), e.Sealed...)
 	m.mu.Lock()
 	m.entries[e.Key] = e
 	m.mu.Unlock()
@@ -282,6 +313,7 @@ func (m *MemoryJournal) Pending(context.Context) ([]Entry, error) {
 	for _, e := range m.entries {
 		e.Header = e.Header.Clone()
 		e.Body = append([]byte(nil), e.Body...)
+		e.Sealed = append([]byte(nil), e.Sealed...)
 		out = append(out, e)
 	}
 	m.mu.Unlock()

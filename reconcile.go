@@ -86,7 +86,8 @@ const (
 	// inside the idempotency window, got a certain answer.
 	SettledByResend
 	// SettledByExpiry: nothing settled the entry before the idempotency
-	// window closed, or nothing ever can (an entry without a body).
+	// window closed, or nothing ever can (an entry with neither a body nor
+	// a reference).
 	SettledByExpiry
 )
 
@@ -133,7 +134,11 @@ type Settlement struct {
 // the same key, which Spotflow answers without creating twice as long as it
 // is inside [IdempotencyWindow] (less 5 minutes, for clocks that disagree).
 // Entries still unsettled when the window closes are reported as
-// [OutcomeNeedsHuman]. An answer that says nothing of the entry (a 5xx, a
+// [OutcomeNeedsHuman]. An entry that cannot be sent again (BodyMissing, or
+// Sealed: its body sealed with a key the journal does not have) is never
+// sent: it waits for a webhook or verify until the window closes, except
+// a BodyMissing entry without a reference, which nothing can settle: it
+// needs a human at once. An answer that says nothing of the entry (a 5xx, a
 // connection error, a 429, a 401 or 403 to the Reconciler's credential)
 // leaves it pending, to be tried again after another WithVerifyAfter.
 //
@@ -283,7 +288,9 @@ func kindOf(s string) string {
 func (r *Reconciler) Run(ctx context.Context) {
 	interval := r.cfg.reconcileInterval
 	for {
-		r.ReconcileOnce(ctx)
+		if _, err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil && r.cfg.logger != nil {
+			r.cfg.logger.WarnContext(ctx, "spotflow: reconciler: reading the journal", "error", err)
+		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
@@ -299,11 +306,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 // ReconcileOnce looks at the journal once and settles what it can now. It
 // returns how many entries are still pending (held by a call in flight or
 // another reconciler, waiting for a webhook, or not settled yet) and the
-// journal's error, if reading it failed. Call it in a loop at start-up to
-// settle what a previous process left before sending anything new.
+// journal's error, if reading it failed. Entries the journal returned with
+// its error (such as those a [SealJournal] could open, beside one it could
+// not) are settled all the same. Call it in a loop at start-up to settle
+// what a previous process left before sending anything new.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error) {
 	entries, err := r.j.Pending(ctx)
-	if err != nil {
+	if err != nil && len(entries) == 0 {
 		return 0, err
 	}
 	now := r.cfg.clock.Now()
@@ -335,7 +344,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (pending int, err error)
 		}()
 	}
 	wg.Wait()
-	return left, nil
+	return left, err
 }
 
 // startWork marks key as being settled by this Reconciler, and reports
@@ -428,28 +437,25 @@ func (r *Reconciler) settle(ctx context.Context, e Entry) bool {
 // outcome asks, in order, the webhooks seen, the verify endpoint and a
 // re-send; false if none of them could tell.
 func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settlement, bool) {
-	s := Settlement{Entry: e}
-	if o, ok := r.observation(e); ok {
-		s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByWebhook, o.status, o.data
+	if s, ok := r.found(ctx, e); ok {
 		return s, true
 	}
-	if u := r.verifyURLOf(e); u != "" {
-		status, body, _, err := r.send(ctx, e, http.MethodGet, u, nil)
-		if err == nil && status >= 200 && status <= 299 {
-			s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByVerify, resourceStatus(body), body
-			return s, true
-		}
-	}
+	s := Settlement{Entry: e}
 	switch {
 	case !now.Before(e.Time.Add(IdempotencyWindow - windowMargin)):
 		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
 		s.Err = errors.New("spotflowhttp: outcome unknown and the idempotency window has closed")
 		return s, true
-	case e.BodyMissing:
-		// No body, so no reference either: nothing can ever tell.
+	case e.BodyMissing && e.Reference == "":
+		// Neither a body to send again nor a reference: nothing can tell.
 		s.Outcome, s.By = OutcomeNeedsHuman, SettledByExpiry
 		s.Err = errors.New("spotflowhttp: outcome unknown: no reference to verify and no body to send again")
 		return s, true
+	case e.BodyMissing || e.Sealed != nil:
+		// No body to send again (or one no key here opens: its key may be
+		// given back): verify alone can tell, until the window closes. A
+		// create not found yet may still be processed late.
+		return s, false
 	}
 	status, body, ae, err := r.send(ctx, e, e.Method, e.URL, e.Body)
 	if err != nil && ae == nil {
@@ -477,6 +483,24 @@ func (r *Reconciler) outcome(ctx context.Context, e Entry, now time.Time) (Settl
 	}
 	s.Outcome, s.Err = OutcomeNotCreated, ae
 	return s, true
+}
+
+// found settles e as created if a webhook told of it or the verify
+// endpoint finds it.
+func (r *Reconciler) found(ctx context.Context, e Entry) (Settlement, bool) {
+	s := Settlement{Entry: e}
+	if o, ok := r.observation(e); ok {
+		s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByWebhook, o.status, o.data
+		return s, true
+	}
+	if u := r.verifyURLOf(e); u != "" {
+		status, body, _, err := r.send(ctx, e, http.MethodGet, u, nil)
+		if err == nil && status >= 200 && status <= 299 {
+			s.Outcome, s.By, s.Status, s.Resource = OutcomeCreated, SettledByVerify, resourceStatus(body), body
+			return s, true
+		}
+	}
+	return s, false
 }
 
 // verifyURLOf returns the verify endpoint of e's resource, "" if there is

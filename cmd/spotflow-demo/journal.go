@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,15 +21,19 @@ import (
 )
 
 // journaled is column (c)'s durable memory: a boltjournal file in a
-// temporary directory, which a restart after -crash opens again as a new
-// process would, and the reconciler that settles what it holds.
+// temporary directory, sealed (SealJournal) so that it holds no customer
+// data in clear, which a restart after -crash opens again as a new process
+// would, and the reconciler that settles what it holds.
 type journaled struct {
 	api      target
 	dir      string
 	path     string
+	keys     [][]byte // sealing keys, newest first: a restart rotates to a new one
+	sealed   spotflowhttp.Journal
 	j        *crashable
 	rec      atomic.Pointer[spotflowhttp.Reconciler] // the live process's
 	receiver *httptest.Server                        // where the simulator sends webhooks
+	rotated  string                                  // what the rotation at the restart found, "" before one
 
 	mu      sync.Mutex
 	settled []spotflowhttp.Settlement // reported, not yet given to the payments
@@ -60,7 +67,13 @@ func (jr *journaled) open() {
 	if err != nil {
 		panic(fmt.Sprintf("spotflow-demo: %v", err))
 	}
-	jr.j = &crashable{Journal: f, file: f}
+	// A service reads its key from a secret manager; the demo makes one
+	// per process, and keeps the previous process's as an old key.
+	jr.keys = append([][]byte{newSealKey()}, jr.keys...)
+	if jr.sealed, err = spotflowhttp.SealJournal(f, jr.keys[0], jr.keys[1:]...); err != nil {
+		panic(fmt.Sprintf("spotflow-demo: %v", err)) // our own keys
+	}
+	jr.j = &crashable{Journal: jr.sealed, file: f}
 	rec, err := spotflowhttp.NewReconciler(jr.j, jr.api.Base,
 		func(req *http.Request, _ spotflowhttp.Entry) error {
 			req.Header.Set("Authorization", "Bearer "+jr.api.Key)
@@ -77,6 +90,59 @@ func (jr *journaled) open() {
 		panic(err) // the arguments are ours and not nil
 	}
 	jr.rec.Store(rec)
+}
+
+func newSealKey() []byte {
+	k := make([]byte, spotflowhttp.SealKeySize)
+	rand.Read(k) // never fails (crypto/rand, Go 1.24+)
+	return k
+}
+
+// atRest says what the journal file holds: the key that seals it, how
+// many customer emails can be read in the file's bytes (free pages
+// included) in any encoding the file uses, and after a restart, the
+// pending entries the previous process's key still seals.
+func (jr *journaled) atRest(ctx context.Context) string {
+	by, err := spotflowhttp.PendingBySealKey(ctx, jr.sealed)
+	if err != nil {
+		return fmt.Sprintf("journal: %v", err)
+	}
+	raw, err := os.ReadFile(jr.path)
+	if err != nil {
+		return fmt.Sprintf("journal: %v", err)
+	}
+	s := fmt.Sprintf("journal sealed (AES-256-GCM) with key id %s; customer emails readable in its %d-byte file: %d",
+		spotflowhttp.SealKeyID(jr.keys[0]), len(raw), emailsIn(raw))
+	if len(jr.keys) > 1 {
+		old := spotflowhttp.SealKeyID(jr.keys[1])
+		s += fmt.Sprintf("; %s; now %d (0: it can be retired)", jr.rotated, by[old])
+	}
+	return s
+}
+
+// rotation notes, after a restart, how many pending entries the previous
+// process's key seals.
+func (jr *journaled) rotation(ctx context.Context) {
+	by, err := spotflowhttp.PendingBySealKey(ctx, jr.sealed)
+	if err != nil {
+		jr.rotated = fmt.Sprintf("journal: %v", err)
+		return
+	}
+	old := spotflowhttp.SealKeyID(jr.keys[1])
+	jr.rotated = fmt.Sprintf("the restart rotated to it from key id %s, which then sealed %d pending entries", old, by[old])
+}
+
+// emailsIn counts the customer emails ("...@example.com") in b, as they are
+// and as a JSON file holds a body: in base64, at any of its three
+// alignments.
+func emailsIn(b []byte) int {
+	const domain = "@example.com"
+	n := bytes.Count(b, []byte(domain))
+	for off := range 3 {
+		enc := base64.StdEncoding.EncodeToString(append(make([]byte, off), domain...))
+		n += bytes.Count(b, []byte(enc[(8*off+5)/6:8*(off+len(domain))/6]))
+	}
+	return n
 }
 
 // client is column (c)'s client over the journal: a new transport, with
@@ -173,6 +239,7 @@ func (s *protected) settle(ctx context.Context, payments []payment, outs []outco
 			r.ByResend++
 		}
 	}
+	r.Journal = jr.atRest(ctx)
 	r.Unresolved = 0
 	for _, o := range outs {
 		if o.state == unknown {
@@ -197,6 +264,7 @@ func (s *protected) crash() { s.jr.j.dead.Store(true) }
 func (s *protected) restart() {
 	s.jr.j.file.Close()
 	s.jr.open()
+	s.jr.rotation(context.Background())
 	s.client = s.jr.client(s.seen)
 }
 

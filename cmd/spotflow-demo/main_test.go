@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"strings"
@@ -74,6 +75,7 @@ func TestDemo(t *testing.T) {
 		!strings.Contains(table.String(), ours.Name+" "+ours.Reasons) || plain.Reasons != "" {
 		t.Errorf("%s: reasons %q; want connection and server_error retries, printed under the table", ours.Name, ours.Reasons)
 	}
+	checkSealed(t, ours, table.String())
 	if naive.Duplicates == 0 {
 		t.Errorf("%s: no duplicates; with %g%% of requests failing after commit a blind retry must charge twice",
 			naive.Name, 100*(cfg.Faults.ServerErrorAfterCommit+cfg.Faults.ResetAfterCommit))
@@ -84,6 +86,16 @@ func TestDemo(t *testing.T) {
 	}
 	if plain.ServerRequests != cfg.Payments {
 		t.Errorf("%s: %d requests reached the server, want one per payment", plain.Name, plain.ServerRequests)
+	}
+}
+
+// checkSealed: column (c)'s journal is sealed, with no customer email
+// readable in its file, and the table says so.
+func checkSealed(t *testing.T, ours result, table string) {
+	t.Helper()
+	if !strings.Contains(ours.Journal, "journal sealed") || !strings.HasSuffix(ours.Journal, "file: 0") ||
+		!strings.Contains(table, ours.Name+" "+ours.Journal) {
+		t.Errorf("%s: journal %q; want it sealed, no email readable in the file, printed under the table", ours.Name, ours.Journal)
 	}
 }
 
@@ -104,6 +116,22 @@ func TestDemoCrash(t *testing.T) {
 	}
 	if ours.Crashed == 0 {
 		t.Error("no call was in flight at the crash")
+	}
+	if !strings.Contains(ours.Journal, "file: 0;") || !strings.Contains(ours.Journal, "the restart rotated") ||
+		!strings.Contains(ours.Journal, "now 0 ") || strings.Contains(ours.Journal, "then sealed 0 ") {
+		t.Errorf("journal %q; want no email readable, and the old key sealing some entries at the restart and none at the end", ours.Journal)
+	}
+}
+
+// TestEmailsIn: the demo's count of emails in the journal file finds them
+// in base64 bodies at every alignment, and in clear.
+func TestEmailsIn(t *testing.T) {
+	for off := range 6 {
+		body := []byte(strings.Repeat("x", off) + `{"email":"customer1@example.com"}`)
+		file := []byte(`{"body":"` + base64.StdEncoding.EncodeToString(body) + `"} customer2@example.com`)
+		if n := emailsIn(file); n != 2 {
+			t.Errorf("offset %d: %d emails found, want 2", off, n)
+		}
 	}
 }
 

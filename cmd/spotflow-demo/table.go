@@ -150,6 +150,9 @@ func printTable(w io.Writer, rs []result) {
 		if r.Reasons != "" {
 			fmt.Fprintf(&b, "%s %s\n", r.Name, r.Reasons)
 		}
+		if r.Journal != "" {
+			fmt.Fprintf(&b, "%s %s\n", r.Name, r.Journal)
+		}
 	}
 	io.WriteString(w, b.String())
 }

@@ -149,6 +149,7 @@ type result struct {
 	Escalations      int
 
 	Reasons string // why the column retried and stopped retrying, "" if it cannot tell
+	Journal string // what the column's journal file holds at rest, "" if it has none
 
 	P50, P99 time.Duration // latency of a payment call, retries and waits included
 	Wall     time.Duration // the whole column, resolution included
@@ -419,7 +420,7 @@ func protectedAbout(cfg config) string {
 		opts += fmt.Sprintf(", WithRateLimit(%g, %d)", r, burst)
 	}
 	return "http.Client{Transport: spotflowhttp.NewTransport(base, " + opts + ")};\n" +
-		"                  with WithJournal(boltjournal file); key per payment: its order id (ContextWithIdempotencyKey);\n" +
+		"                  with WithJournal(SealJournal(boltjournal file, key)); key per payment: its order id (ContextWithIdempotencyKey);\n" +
 		"                  uncertain calls are settled by a Reconciler: webhook, else verify, else re-send with the key"
 }
 
