@@ -72,9 +72,9 @@ var ErrSealBroken = errors.New("sealed data does not open: damaged or changed")
 // Each key must be [SealKeySize] bytes, not all zero (the value of a key
 // variable never filled in), and given once; SealJournal returns an error,
 // naming the key by its position, never its bytes, otherwise, or if j is
-// nil or is itself a sealed journal. The keys are expanded at construction: the caller's slices are not
-// kept and may be wiped. The Journal returned is safe for concurrent use if
-// j is.
+// nil or is itself a sealed journal. The keys are expanded at
+// construction: the caller's slices are not kept and may be wiped. The
+// Journal returned is safe for concurrent use if j is.
 func SealJournal(j Journal, key []byte, oldKeys ...[]byte) (Journal, error) {
 	switch j.(type) {
 	case nil:
