@@ -277,7 +277,7 @@ func (j *Journal) Pending(ctx context.Context) ([]spotflowhttp.Entry, error) {
 			return b.ForEach(func(k, v []byte) error {
 				var e spotflowhttp.Entry
 				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("boltjournal: entry %q: %w", k, err)
+					return damaged("read", j.db.Path(), fmt.Sprintf("entry %q: %v", k, err))
 				}
 				out = append(out, e)
 				return nil

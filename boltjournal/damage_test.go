@@ -257,6 +257,9 @@ func TestOpenDamagedFileFailsCleanly(t *testing.T) {
 		"entries root garbled":    damage(fx.data, func(b []byte) []byte { fill(b[int(fx.root)*ps+16:int(fx.root+1)*ps], rnd); return b }),
 		"cut to one byte short":   fx.data[:fx.pages*ps-1],
 		"cut inside the 2nd page": fx.data[:ps+ps/2],
+		// Every entry's JSON broken, each page sound: damage only the
+		// entries show (Open's pass over them, Pending).
+		"entries not JSON": bytes.ReplaceAll(fx.data, []byte(`"url":"`), []byte(`"url":!`)),
 	}
 	dir := t.TempDir()
 	var names, paths []string

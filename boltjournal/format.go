@@ -71,6 +71,9 @@ func parseMeta(b []byte) (meta, error) {
 	if h.Sum64() != ne.Uint64(m[56:]) {
 		return meta{}, errors.New("checksum mismatch")
 	}
+	if ps := ne.Uint32(m[8:]); ps < minPageSize || ps > maxPageSize || ps&(ps-1) != 0 {
+		return meta{}, fmt.Errorf("page size %d", ps)
+	}
 	return meta{
 		pageSize: ne.Uint32(m[8:]),
 		flags:    ne.Uint32(m[12:]),
@@ -86,8 +89,6 @@ func parseMeta(b []byte) (meta, error) {
 func (m meta) sane(size int64) error {
 	ps := uint64(m.pageSize)
 	switch {
-	case ps < minPageSize || ps > maxPageSize || ps&(ps-1) != 0:
-		return fmt.Errorf("page size %d", ps)
 	case m.pgid < 2 || m.pgid > uint64(size)/ps:
 		return fmt.Errorf("meta says %d pages of %d bytes (%d bytes) but the file has %d bytes: truncated",
 			m.pgid, ps, m.pgid*ps, size)

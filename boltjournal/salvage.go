@@ -152,11 +152,7 @@ func salvage(r io.ReaderAt, size int64) salvaged {
 // salvageTree collects the entries of the tree m reaches into live, as far
 // as the file holds it, and reports whether all of it could be read.
 func salvageTree(r io.ReaderAt, size int64, m meta, live map[string]spotflowhttp.Entry, problems *[]string) bool {
-	ps := uint64(m.pageSize)
-	if ps < minPageSize || ps > maxPageSize || ps&(ps-1) != 0 {
-		*problems = append(*problems, fmt.Sprintf("meta page size %d", ps))
-		return false
-	}
+	ps := uint64(m.pageSize) // a power of two in [minPageSize, maxPageSize]: parseMeta checked
 	pages := min(m.pgid, uint64(size)/ps)
 	complete := m.pgid <= pages
 	if !complete {
