@@ -437,3 +437,28 @@ func TestIdempotencyLayerAloneKeepsToWithHosts(t *testing.T) {
 		t.Errorf("request for another host got key %q", k)
 	}
 }
+
+// A host is a host whatever its case: a 429 from API.spotflow.co holds back
+// requests to api.spotflow.co with the same credential, and the other way
+// round, as both reach the same server.
+func TestPauseScopeIgnoresHostCase(t *testing.T) {
+	for _, hosts := range [][2]string{{"API.spotflow.co", "api.spotflow.co"}, {"api.spotflow.co", "Api.Spotflow.Co"}} {
+		t.Run(hosts[0]+" then "+hosts[1], func(t *testing.T) {
+			r := newRoutes()
+			r.on(hosts[0], keyA, always(429, `{"code":"rate_limit_exceeded"}`, "Retry-After", "30"))
+			clock := newFakeClock()
+			tr := spotflowhttp.NewTransport(r, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1))
+			if resp, err := call(t, tr, http.MethodGet, hosts[0], keyA); err != nil || resp.StatusCode != 429 {
+				t.Fatalf("first call: %v, %v; want the 429", resp, err)
+			}
+			start := clock.Now()
+			if resp, err := call(t, tr, http.MethodGet, hosts[1], keyA); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("second call: %v, %v; want a 200 after the cool-down", resp, err)
+			}
+			if waited := clock.Now().Sub(start); waited < 30*time.Second {
+				t.Errorf("the call to %s waited %v after a 429 with Retry-After 30 from %s, want 30s: the host's case made it another scope",
+					hosts[1], waited, hosts[0])
+			}
+		})
+	}
+}
