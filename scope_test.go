@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,5 +461,44 @@ func TestPauseScopeIgnoresHostCase(t *testing.T) {
 					hosts[1], waited, hosts[0])
 			}
 		})
+	}
+}
+
+// A host's spent retry budget is not forgotten when a flood of other hosts
+// makes the registry of scopes shrink: the budget is what caps the extra
+// traffic of an outage, and forgetting it would hand the failing host a
+// fresh one.
+func TestSpentRetryBudgetSurvivesAFloodOfHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 10,000 requests")
+	}
+	const down = "down.spotflow.example"
+	var downHits atomic.Int64
+	base := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Host == down {
+			downHits.Add(1)
+			return answer(503, `<html>503</html>`), nil
+		}
+		return answer(200, `{}`), nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(2),
+		spotflowhttp.WithBackoff(constantBackoff(time.Second)))
+	if _, err := call(t, tr, http.MethodGet, down, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := downHits.Load(); n != 3 {
+		t.Fatalf("the first call to the failing host reached it %d times, want 3: one attempt and the budget's 2 retries", n)
+	}
+	for i := range 10000 {
+		if _, err := call(t, tr, http.MethodGet, fmt.Sprintf("h%d.example", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := downHits.Load()
+	if _, err := call(t, tr, http.MethodGet, down, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := downHits.Load() - before; n != 1 {
+		t.Errorf("after 10,000 other hosts, a call to the failing host reached it %d times, want 1: its spent budget was forgotten", n)
 	}
 }
