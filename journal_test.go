@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -387,5 +388,49 @@ func TestJournalEntryKeepsNoAuthorizationHeader(t *testing.T) {
 	}
 	if es[0].Header.Get("Accept") != "application/json" || es[0].Header.Get("Content-Type") != "application/json" {
 		t.Errorf("entry's header = %v, want Accept and Content-Type kept", es[0].Header)
+	}
+}
+
+// A reconciler leaves alone the entry of a call that is still within its
+// deadline, even past DefaultJournalLease: it must not verify or re-send a
+// create the call may still be sending.
+func TestReconcilerLeavesACallWithinItsDeadlineAlone(t *testing.T) {
+	clock := newFakeClock()
+	j := spotflowhttp.NewMemoryJournal()
+	var reconcilerSent atomic.Int64
+	rec, err := spotflowhttp.NewReconciler(j,
+		roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			reconcilerSent.Add(1)
+			return answer(404, `{"code":"not_found"}`), nil
+		}),
+		func(*http.Request, spotflowhttp.Entry) error { return nil },
+		func(s spotflowhttp.Settlement) { t.Errorf("settled while the call runs: %s", desc(s)) },
+		spotflowhttp.WithClock(clock), spotflowhttp.WithVerifyAfter(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	var recErr error
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		// The call is slow: half an hour passes, and a reconciler looks.
+		clock.Advance(spotflowhttp.DefaultJournalLease + 20*time.Minute)
+		left, recErr = rec.ReconcileOnce(context.Background())
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithClock(clock))
+	ctx, cancel := context.WithDeadline(context.Background(), clock.Now().Add(2*time.Hour))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://api.spotflow.co/api/v1/payments", strings.NewReader(payment("ord-1")))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if recErr != nil || left != 1 {
+		t.Errorf("the reconciler found %d pending (%v), want the call's entry, held", left, recErr)
+	}
+	if n := reconcilerSent.Load(); n != 0 {
+		t.Errorf("the reconciler sent %d requests about a create whose call, 2 h from its deadline, was still running", n)
 	}
 }
