@@ -238,3 +238,98 @@ func TestCoolDownReleaseIgnoresAbsurdReset(t *testing.T) {
 		clock.Advance(time.Minute)
 	}
 }
+
+// releaseRun starts, on a simulation clock at start, a request that gets a
+// 429 with the given headers, then held requests during the pause it
+// begins, and late requests started lateBy after it, and returns when
+// each reached the server: the 429's request first, the rest by arrival,
+// with the late ones marked.
+func releaseRun(t *testing.T, start time.Time, h http.Header, held, late int, lateBy time.Duration) (arrivals []time.Time, isLate []bool) {
+	t.Helper()
+	clock := newSimClock(start)
+	var mu sync.Mutex
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		arrivals = append(arrivals, clock.Now())
+		isLate = append(isLate, r.Context().Value(ctxMark{}) != nil)
+		if len(arrivals) == 1 {
+			return &http.Response{StatusCode: 429, Header: h, Body: http.NoBody, Request: r}, nil
+		}
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	get := func(ctx context.Context) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	clock.Go(func() {
+		get(context.Background()) // the 429
+		for range held {
+			clock.Go(func() { get(context.Background()) })
+		}
+		for range late {
+			clock.Go(func() {
+				ctx := context.WithValue(context.Background(), ctxMark{}, true)
+				clock.Sleep(ctx, lateBy)
+				get(ctx)
+			})
+		}
+	})
+	clock.Run()
+	return arrivals, isLate
+}
+
+// The rate the X-RateLimit headers state is X-RateLimit-Limit requests by
+// X-RateLimit-Reset, counted as at least a second away, since Reset is in
+// whole seconds: a Reset 100 ms away (the clock is 900 ms into its second)
+// with a Limit of 1 lets the requests a 429 held back leave a second apart,
+// not ten times faster.
+func TestCoolDownReleaseRateCountsResetAsASecondAtLeast(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 900_000_000, time.UTC)
+	h := headers("Retry-After", "1", "X-RateLimit-Limit", "1", "X-RateLimit-Reset", strconv.FormatInt(start.Unix()+1, 10))
+	arr, _ := releaseRun(t, start, h, 3, 0, 0)
+	if len(arr) != 4 {
+		t.Fatalf("%d requests arrived, want 4", len(arr))
+	}
+	for i := 2; i < len(arr); i++ {
+		if gap := arr[i].Sub(arr[i-1]); gap < time.Second-time.Millisecond {
+			t.Errorf("held-back requests left %v apart, want 1s: the stated rate of 1 by a Reset 100 ms away lost its floor of a second (gaps %v)",
+				gap, spacing(arr))
+			break
+		}
+	}
+}
+
+// When a cool-down ends, the requests it held back leave one at a time at
+// the stated rate; a request that comes meanwhile, without having waited
+// on the pause, takes its turn after them instead of jumping the queue.
+func TestCoolDownReleaseLateRequestTakesItsTurn(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// One request a second; the pause ends at 1 s, the late one comes at
+	// 1.5 s, while two of the three held back still wait for their turn.
+	h := headers("Retry-After", "1", "X-RateLimit-Limit", "1", "X-RateLimit-Reset", strconv.FormatInt(start.Unix()+1, 10))
+	arr, late := releaseRun(t, start, h, 3, 1, 1500*time.Millisecond)
+	if len(arr) != 5 {
+		t.Fatalf("%d requests arrived, want 5", len(arr))
+	}
+	if !late[len(late)-1] {
+		for i := range arr {
+			if late[i] {
+				t.Errorf("the late request arrived %v after the 429, before %d of the 3 requests the cool-down held back: it jumped the queue",
+					arr[i].Sub(arr[0]), len(arr)-1-i)
+			}
+		}
+	}
+	for i := 2; i < len(arr); i++ {
+		if gap := arr[i].Sub(arr[i-1]); gap < time.Second-time.Millisecond {
+			t.Errorf("requests after the cool-down left %v apart (gaps %v), want 1s at the stated rate", gap, spacing(arr))
+			break
+		}
+	}
+}

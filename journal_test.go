@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spotflow-go/spotflowhttp"
 	"github.com/spotflow-go/spotflowhttp/boltjournal"
@@ -98,12 +100,33 @@ func TestJournalEntryWrittenBeforeFirstAttempt(t *testing.T) {
 	if len(e.Header) != 2 || e.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("entry's header = %v, want Content-Type and Idempotency-Key only", e.Header)
 	}
-	if bytes.Contains(e.Body, []byte(srv.SecretKey())) || strings.Contains(e.URL, srv.SecretKey()) {
-		t.Error("the entry holds the secret key")
+	if where := secretIn(e, srv.SecretKey()); where != "" {
+		t.Errorf("the entry holds the secret key in its %s", where)
 	}
 	if es := pendingOf(t, j); len(es) != 0 {
 		t.Errorf("after a 201 the journal still has %+v", es)
 	}
+}
+
+// secretIn names the field of e that holds secret, "" if none does: every
+// field a journal stores, the headers' names and values included.
+func secretIn(e spotflowhttp.Entry, secret string) string {
+	for k, vs := range e.Header {
+		for _, v := range append([]string{k}, vs...) {
+			if strings.Contains(v, secret) {
+				return "header " + k
+			}
+		}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"key", e.Key}, {"reference", e.Reference}, {"account", e.Account}, {"method", e.Method},
+		{"URL", e.URL}, {"body", string(e.Body)}, {"owner", e.Owner},
+	} {
+		if strings.Contains(f.v, secret) {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // TestJournalKeepsUncertainPending: a call that ends uncertain leaves its
@@ -289,5 +312,125 @@ func TestJournalEntryKeepsNoURLCredential(t *testing.T) {
 	}
 	if p[0].URL != "https://api.spotflow.co/payments" {
 		t.Errorf("entry URL %q, want https://api.spotflow.co/payments", p[0].URL)
+	}
+}
+
+// The call that records an entry holds it until a minute after the call's
+// deadline, so that no reconciler re-sends a create the call may still be
+// sending (with a deadline past the default lease) or waits long for one
+// whose call gave up (with a short deadline); without a deadline it holds
+// it for DefaultJournalLease.
+func TestJournalClaimLastsUntilAMinuteAfterTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // from now; 0 for none
+		hold     time.Duration // from now
+	}{
+		{"no deadline", 0, spotflowhttp.DefaultJournalLease},
+		{"deadline in 30s", 30 * time.Second, 30*time.Second + time.Minute},
+		{"deadline in 2h", 2 * time.Hour, 2*time.Hour + time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			j := spotflowhttp.NewMemoryJournal()
+			var during []spotflowhttp.Entry
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				during = pendingOf(t, j)
+				r.Body.Close()
+				return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			})
+			tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithClock(clock))
+			ctx := context.Background()
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, clock.Now().Add(tc.deadline))
+				defer cancel()
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://api.spotflow.co/api/v1/payments", strings.NewReader(payment("ord-1")))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(during) != 1 {
+				t.Fatalf("during the call the journal had %d entries, want 1", len(during))
+			}
+			if want := clock.Now().Add(tc.hold); !during[0].Until.Equal(want) {
+				t.Errorf("the call holds its entry until %v from now, want %v", during[0].Until.Sub(clock.Now()), tc.hold)
+			}
+		})
+	}
+}
+
+// The entry of a call never holds its credential, in any field: not the
+// Authorization header, whatever else of the request's headers it keeps.
+func TestJournalEntryKeepsNoAuthorizationHeader(t *testing.T) {
+	const secret = "sk_live_journal_secret_42"
+	j := spotflowhttp.NewMemoryJournal()
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		return nil, io.ErrUnexpectedEOF // the outcome is uncertain: the entry stays
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithMaxAttempts(1))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.spotflow.co/api/v1/payments", strings.NewReader(payment("ord-1")))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Fatal("err = nil, want the connection error")
+	}
+	es := pendingOf(t, j)
+	if len(es) != 1 {
+		t.Fatalf("%d entries pending, want 1", len(es))
+	}
+	if where := secretIn(es[0], secret); where != "" {
+		t.Errorf("the entry holds the credential in its %s: %v", where, es[0].Header)
+	}
+	if es[0].Header.Get("Accept") != "application/json" || es[0].Header.Get("Content-Type") != "application/json" {
+		t.Errorf("entry's header = %v, want Accept and Content-Type kept", es[0].Header)
+	}
+}
+
+// A reconciler leaves alone the entry of a call that is still within its
+// deadline, even past DefaultJournalLease: it must not verify or re-send a
+// create the call may still be sending.
+func TestReconcilerLeavesACallWithinItsDeadlineAlone(t *testing.T) {
+	clock := newFakeClock()
+	j := spotflowhttp.NewMemoryJournal()
+	var reconcilerSent atomic.Int64
+	rec, err := spotflowhttp.NewReconciler(j,
+		roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			reconcilerSent.Add(1)
+			return answer(404, `{"code":"not_found"}`), nil
+		}),
+		func(*http.Request, spotflowhttp.Entry) error { return nil },
+		func(s spotflowhttp.Settlement) { t.Errorf("settled while the call runs: %s", desc(s)) },
+		spotflowhttp.WithClock(clock), spotflowhttp.WithVerifyAfter(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	var recErr error
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		r.Body.Close()
+		// The call is slow: half an hour passes, and a reconciler looks.
+		clock.Advance(spotflowhttp.DefaultJournalLease + 20*time.Minute)
+		left, recErr = rec.ReconcileOnce(context.Background())
+		return &http.Response{StatusCode: 201, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithJournal(j), spotflowhttp.WithClock(clock))
+	ctx, cancel := context.WithDeadline(context.Background(), clock.Now().Add(2*time.Hour))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://api.spotflow.co/api/v1/payments", strings.NewReader(payment("ord-1")))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if recErr != nil || left != 1 {
+		t.Errorf("the reconciler found %d pending (%v), want the call's entry, held", left, recErr)
+	}
+	if n := reconcilerSent.Load(); n != 0 {
+		t.Errorf("the reconciler sent %d requests about a create whose call, 2 h from its deadline, was still running", n)
 	}
 }

@@ -468,3 +468,74 @@ func TestCoolDownLimiterHearsOfPauses(t *testing.T) {
 		}
 	}
 }
+
+// A 429 to a request sent before a longer cool-down began does not shorten
+// that cool-down: request 1 is in flight while request 2 gets Retry-After:
+// 10; then request 1 gets Retry-After: 2; request 3 still waits the 10 s.
+// (TestCoolDownNotShortened sends its requests one after another, so its
+// second 429 arrives after the first pause ended.)
+func TestCoolDownNotShortenedByAnswerInFlight(t *testing.T) {
+	clock := newFakeClock()
+	start := clock.Now()
+	inFlight, answerFirst := make(chan struct{}), make(chan struct{})
+	var n atomic.Int64
+	var third atomic.Int64 // Unix ns of request 3's arrival
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		status, h := 200, http.Header{}
+		switch n.Add(1) {
+		case 1:
+			close(inFlight)
+			<-answerFirst
+			status = 429
+			h.Set("Retry-After", "2")
+		case 2:
+			status = 429
+			h.Set("Retry-After", "10")
+		default:
+			third.Store(clock.Now().UnixNano())
+		}
+		return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+	})
+	answer := sync.OnceFunc(func() { close(answerFirst) })
+	t.Cleanup(answer) // if the test stops early, request 1 still returns
+	tr := spotflowhttp.NewRateLimitTransport(base, spotflowhttp.WithClock(clock))
+	first := make(chan int, 1)
+	go func() {
+		resp, err := roundTrip(t, tr, context.Background(), "")
+		if err != nil {
+			first <- 0
+			return
+		}
+		first <- resp.StatusCode
+	}()
+	waitFor(t, inFlight, "request 1 to reach the server")
+	if got := statusOf(t, tr); got != 429 {
+		t.Fatalf("request 2: status %d, want the 429 with Retry-After 10", got)
+	}
+	answer()
+	select {
+	case got := <-first:
+		if got != 429 {
+			t.Fatalf("request 1: status %d, want the 429 with Retry-After 2", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("request 1 did not return within 10 s of its answer")
+	}
+	if got := statusOf(t, tr); got != 200 {
+		t.Fatalf("request 3: status %d, want 200", got)
+	}
+	if d := time.Unix(0, third.Load()).Sub(start); d < 10*time.Second {
+		t.Errorf("request 3 left %v after the 10 s cool-down began, want at least 10s: the later answer's Retry-After: 2 shortened it", d)
+	}
+}
+
+// waitFor waits up to 10 s of real time for ch to be closed, and fails the
+// test if it is not: a broken transport must fail the test, not hang it.
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("waited 10 s for %s", what)
+	}
+}

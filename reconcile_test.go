@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -457,5 +458,144 @@ func TestReconcileCredentialRefused(t *testing.T) {
 	f.once(f.reconciler(spotflowhttp.WithVerifyAfter(0)))
 	if s := f.only(); s.Outcome != spotflowhttp.OutcomeCreated || s.By != spotflowhttp.SettledByResend {
 		t.Errorf("with a working credential: %s; want created by re-send", desc(s))
+	}
+}
+
+// resendFixture is a journal holding one free entry of a payment create
+// and a Reconciler over an in-memory Spotflow whose verify finds nothing
+// and whose answers to the re-sends are given in order (the last repeats).
+type resendFixture struct {
+	j       *spotflowhttp.MemoryJournal
+	rec     *spotflowhttp.Reconciler
+	entry   spotflowhttp.Entry
+	mu      sync.Mutex
+	resends int
+	settled []spotflowhttp.Settlement
+}
+
+func newResendFixture(t *testing.T, answers ...func(n int) *http.Response) *resendFixture {
+	t.Helper()
+	clock := newFakeClock()
+	f := &resendFixture{j: spotflowhttp.NewMemoryJournal()}
+	f.entry = spotflowhttp.Entry{
+		Key:       "key-1",
+		Reference: "ord-1",
+		Method:    http.MethodPost,
+		URL:       "https://api.spotflow.co/api/v1/payments",
+		Header:    http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"key-1"}},
+		Body:      []byte(payment("ord-1")),
+		Time:      clock.Now(),
+	}
+	if err := f.j.Record(context.Background(), f.entry); err != nil {
+		t.Fatal(err)
+	}
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Body != nil {
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+		var resp *http.Response
+		if r.Method == http.MethodGet {
+			resp = answer(404, `{"code":"not_found","message":"Payment not found"}`)
+		} else {
+			f.mu.Lock()
+			f.resends++
+			n := f.resends
+			f.mu.Unlock()
+			resp = answers[min(n, len(answers))-1](n)
+		}
+		resp.Request = r
+		return resp, nil
+	})
+	rec, err := spotflowhttp.NewReconciler(f.j, base,
+		func(req *http.Request, _ spotflowhttp.Entry) error {
+			req.Header.Set("Authorization", "Bearer sk_test_reconciler")
+			return nil
+		},
+		func(s spotflowhttp.Settlement) {
+			f.mu.Lock()
+			f.settled = append(f.settled, s)
+			f.mu.Unlock()
+		}, spotflowhttp.WithClock(clock), spotflowhttp.WithVerifyAfter(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rec = rec
+	return f
+}
+
+func (f *resendFixture) sent() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.resends
+}
+
+func (f *resendFixture) settlements() []spotflowhttp.Settlement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]spotflowhttp.Settlement(nil), f.settled...)
+}
+
+// A 409 or 422 to the re-send says the key is bound to another request:
+// whether the journaled create took effect is unknown, and a person must
+// look. Reporting it as not created would invite a second charge.
+func TestReconcileResendConflictNeedsHuman(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+	}{
+		{http.StatusConflict, `{"code":"idempotency_key_in_use","message":"The key is in use by another request"}`},
+		{http.StatusUnprocessableEntity, `{"code":"idempotency_key_reused","message":"The key was used with another request"}`},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			f := newResendFixture(t, always(tc.status, tc.body))
+			if left, err := f.rec.ReconcileOnce(context.Background()); err != nil || left != 0 {
+				t.Fatalf("ReconcileOnce: %d left, %v; want the entry settled", left, err)
+			}
+			s := f.settlements()
+			if len(s) != 1 {
+				t.Fatalf("%d settlements, want 1", len(s))
+			}
+			var e *spotflowhttp.Error
+			if s[0].Outcome != spotflowhttp.OutcomeNeedsHuman || s[0].By != spotflowhttp.SettledByResend ||
+				!errors.As(s[0].Err, &e) || e.StatusCode != tc.status {
+				t.Errorf("settlement = %s; want needs_human by resend, with the %d", desc(s[0]), tc.status)
+			}
+		})
+	}
+}
+
+// A re-send whose first attempt may have been processed (a 503, or a
+// connection cut after the request left) and whose retry then gets a final
+// 4xx says nothing certain of the create: the first attempt may have
+// created it. The entry stays pending, to be verified or re-sent later,
+// instead of being settled as not created.
+func TestReconcileResendUncertainThenFinal4xxStaysPending(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first func(int) *http.Response
+	}{
+		{"503", always(503, `<html>503 Service Unavailable</html>`)},
+		{"500 server_error", always(500, `{"code":"server_error","message":"Internal server error"}`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newResendFixture(t, tc.first, always(400, `{"error":"Bad Request","message":"missing_parameter","status":400}`))
+			left, err := f.rec.ReconcileOnce(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := f.sent(); n != 2 {
+				t.Fatalf("the re-send was sent %d times, want 2: once, and again after the %s", n, tc.name)
+			}
+			if s := f.settlements(); left != 1 || len(s) != 0 {
+				for _, s := range s {
+					t.Errorf("settled as %s", desc(s))
+				}
+				t.Fatalf("%d left, %d settled; want the entry pending", left, len(s))
+			}
+			if es := pendingOf(t, f.j); len(es) != 1 || es[0].Key != f.entry.Key {
+				t.Errorf("pending = %+v, want the entry", es)
+			}
+		})
 	}
 }

@@ -576,3 +576,36 @@ func TestLargeRetryBudgetStillRetries(t *testing.T) {
 		t.Fatalf("%v after %d attempts; want a retry to the 200", err, attempts)
 	}
 }
+
+// A retry the rate-limit layer refuses is never sent, so it gives its token
+// back to the retry budget: with a budget of one retry, a call whose retry
+// the limiter refused leaves the next call its retry.
+func TestRetryRefusedBelowRefundsBudget(t *testing.T) {
+	base, hits := statusBase(503, 503, 200)
+	var waits atomic.Int64
+	lim := limiterFunc(func(context.Context) error {
+		if waits.Add(1) == 2 { // the first call's retry
+			return errLimiterBroken
+		}
+		return nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(1),
+		spotflowhttp.WithLimiter(lim), spotflowhttp.WithBackoff(constantBackoff(time.Second)))
+	resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+	if err != nil {
+		t.Fatalf("first call: %v, want the 503 it got before its retry was refused", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || *hits != 1 {
+		t.Fatalf("first call: status %d after %d requests, want the 503 after 1 (its retry refused by the limiter)", resp.StatusCode, *hits)
+	}
+	resp, err = tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || *hits != 3 {
+		t.Errorf("second call: status %d after %d requests in all, want 200 after 3: the refused retry did not give its budget back",
+			resp.StatusCode, *hits)
+	}
+}

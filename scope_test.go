@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -435,5 +436,71 @@ func TestIdempotencyLayerAloneKeepsToWithHosts(t *testing.T) {
 	resp.Body.Close()
 	if k := got.Get(spotflowhttp.IdempotencyKeyHeader); k != "" {
 		t.Errorf("request for another host got key %q", k)
+	}
+}
+
+// A host is a host whatever its case: a 429 from API.spotflow.co holds back
+// requests to api.spotflow.co with the same credential, and the other way
+// round, as both reach the same server.
+func TestPauseScopeIgnoresHostCase(t *testing.T) {
+	for _, hosts := range [][2]string{{"API.spotflow.co", "api.spotflow.co"}, {"api.spotflow.co", "Api.Spotflow.Co"}} {
+		t.Run(hosts[0]+" then "+hosts[1], func(t *testing.T) {
+			r := newRoutes()
+			r.on(hosts[0], keyA, always(429, `{"code":"rate_limit_exceeded"}`, "Retry-After", "30"))
+			clock := newFakeClock()
+			tr := spotflowhttp.NewTransport(r, spotflowhttp.WithClock(clock), spotflowhttp.WithMaxAttempts(1))
+			if resp, err := call(t, tr, http.MethodGet, hosts[0], keyA); err != nil || resp.StatusCode != 429 {
+				t.Fatalf("first call: %v, %v; want the 429", resp, err)
+			}
+			start := clock.Now()
+			if resp, err := call(t, tr, http.MethodGet, hosts[1], keyA); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("second call: %v, %v; want a 200 after the cool-down", resp, err)
+			}
+			if waited := clock.Now().Sub(start); waited < 30*time.Second {
+				t.Errorf("the call to %s waited %v after a 429 with Retry-After 30 from %s, want 30s: the host's case made it another scope",
+					hosts[1], waited, hosts[0])
+			}
+		})
+	}
+}
+
+// A host's spent retry budget is not forgotten when a flood of other hosts
+// makes the registry of scopes shrink: the budget is what caps the extra
+// traffic of an outage, and forgetting it would hand the failing host a
+// fresh one.
+func TestSpentRetryBudgetSurvivesAFloodOfHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 10,000 requests")
+	}
+	const down = "down.spotflow.example"
+	var downHits atomic.Int64
+	base := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Host == down {
+			downHits.Add(1)
+			return answer(503, `<html>503</html>`), nil
+		}
+		return answer(200, `{}`), nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(2),
+		spotflowhttp.WithBackoff(constantBackoff(time.Second)))
+	if _, err := call(t, tr, http.MethodGet, down, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := downHits.Load(); n != 3 {
+		t.Fatalf("the first call to the failing host reached it %d times, want 3: one attempt and the budget's 2 retries", n)
+	}
+	// The flood is of creates, which every layer handles (a key, a scope),
+	// so that it fills the registry whatever shortcut a quiet GET may take.
+	for i := range 10000 {
+		if _, err := call(t, tr, http.MethodPost, fmt.Sprintf("h%d.example", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := downHits.Load()
+	if _, err := call(t, tr, http.MethodGet, down, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := downHits.Load() - before; n != 1 {
+		t.Errorf("after 10,000 other hosts, a call to the failing host reached it %d times, want 1: its spent budget was forgotten", n)
 	}
 }

@@ -456,34 +456,63 @@ func TestHandlerConcurrentDuplicates(t *testing.T) {
 
 // TestHandlerDuplicateGivesUp checks that a duplicate whose sender hangs
 // up while it waits is answered 503, and the function is not called for
-// it.
+// it. Every wait is bounded in real time, so that a handler that never
+// gives up fails the test within seconds instead of hanging the package.
 func TestHandlerDuplicateGivesUp(t *testing.T) {
 	dedup := &webhook.MemoryDedup{}
 	release := make(chan struct{})
 	entered := make(chan struct{})
+	enter := sync.OnceFunc(func() { close(entered) })
 	c := &calls{}
 	h := newHandler(t, func(ctx context.Context, ev webhook.Event) error {
-		close(entered)
+		enter()
 		<-release
 		return c.fn(ctx, ev)
 	}, webhook.WithDedup(dedup))
-	first := make(chan int)
-	go func() { first <- serve(h, request(t, "msg_1", paymentBody)).Code }()
-	<-entered
+	first := make(chan int, 1)
+	second := make(chan *httptest.ResponseRecorder, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	second := make(chan *httptest.ResponseRecorder)
-	go func() { second <- serve(h, request(t, "msg_1", paymentBody).WithContext(ctx)) }()
+	letGo := sync.OnceFunc(func() { cancel(); close(release) })
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		// Whatever failed, both deliveries end before the test does.
+		letGo()
+		ended := make(chan struct{})
+		go func() { wg.Wait(); close(ended) }()
+		within(t, ended, "both deliveries to end")
+	})
+	wg.Go(func() { first <- serve(h, request(t, "msg_1", paymentBody)).Code })
+	within(t, entered, "the first delivery to reach the function")
+	wg.Go(func() { second <- serve(h, request(t, "msg_1", paymentBody).WithContext(ctx)) })
+	deadline := time.Now().Add(5 * time.Second)
 	for webhook.Waiting(dedup) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the duplicate did not wait for the first delivery within 5 s")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	w := <-second
+	w := within(t, second, "the duplicate to give up after its sender hung up")
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" {
 		t.Errorf("duplicate gave up with status %d, Retry-After %q; want 503 with one", w.Code, w.Header().Get("Retry-After"))
 	}
-	close(release)
-	if code := <-first; code != 200 || c.count() != 1 {
+	letGo()
+	if code := within(t, first, "the first delivery to end"); code != 200 || c.count() != 1 {
 		t.Errorf("first: status %d, calls %d", code, c.count())
+	}
+}
+
+// within receives from ch, or fails the test after 5 s of real time
+// waiting for what.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("waited 5 s for %s", what)
+		var zero T
+		return zero
 	}
 }
 
