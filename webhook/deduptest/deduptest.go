@@ -103,7 +103,25 @@ func held(t *testing.T, d webhook.Dedup, id string) {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	s, _, err := d.Claim(c, id)
+	// Claim runs apart so that a store that ignores its context fails this
+	// check in seconds instead of hanging the whole package until the test
+	// binary's timeout.
+	type result struct {
+		s   webhook.ClaimState
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, _, err := d.Claim(c, id)
+		done <- result{s, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Claim(%q) of a held id still waiting 5 s after its context ended at 100 ms: the store ignores the context", id)
+	}
+	s, err := r.s, r.err
 	switch {
 	case err != nil && c.Err() == nil:
 		t.Fatalf("Claim(%q): %v", id, err)
