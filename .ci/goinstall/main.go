@@ -95,7 +95,12 @@ func run(dir, out string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	made := map[module.Version]bool{}
 	for _, v := range append(heads, versions...) {
+		if made[v.mod] { // HEAD's version, required by an uncommitted go.mod
+			continue
+		}
+		made[v.mod] = true
 		h, err := p.add(v)
 		if err != nil {
 			return err

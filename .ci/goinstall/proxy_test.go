@@ -74,3 +74,22 @@ func TestRunWarnsThatUncommittedChangesAreNotServed(t *testing.T) {
 		t.Errorf("stderr = %q, want a warning naming r.go", stderr.String())
 	}
 }
+
+func TestRunMakesHeadsVersionOnceWhenAnUncommittedGoModRequiresIt(t *testing.T) {
+	tr := newTestRepo(t)
+	tr.write("sub/go.mod", "module "+testRoot+"/sub\n\ngo 1.25.0\n")
+	head := tr.commit()
+	tr.write("sub/go.mod", subGoMod(testRoot+" "+head)) // not committed
+	out := filepath.Join(t.TempDir(), "proxy")
+	var stdout, stderr bytes.Buffer
+	if err := run(tr.dir, out, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	list, err := os.ReadFile(filepath.Join(out, "example.com", "r", "@v", "list"))
+	if err != nil || string(list) != head+"\n" {
+		t.Errorf("list = %q, %v; want %s once", list, err, head)
+	}
+	if n := strings.Count(stdout.String(), "\n"); n != 1 {
+		t.Errorf("stdout has %d lines, want 1: %q", n, stdout.String())
+	}
+}
