@@ -40,6 +40,33 @@ func TestNewJournalInvalid(t *testing.T) {
 	}
 }
 
+// WithReplicas is refused where it cannot be kept: a Ring, which has no
+// one connection to the primary holding an entry for WAIT, a negative
+// count, and a timeout of 0, which WAIT reads as forever.
+func TestNewJournalRefusesReplicasItCannotKeep(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}}) // never dialled
+	defer ring.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, tt := range []struct {
+		name string
+		rdb  redis.UniversalClient
+		opt  redislimit.JournalOption
+		want string
+	}{
+		{"ring", ring, redislimit.WithReplicas(1, time.Second), "*redis.Ring"},
+		{"negative", rdb, redislimit.WithReplicas(-1, time.Second), "must not be negative"},
+		{"no timeout", rdb, redislimit.WithReplicas(1, 0), "WAIT's 0 waits forever"},
+	} {
+		if _, err := redislimit.NewJournal(tt.rdb, "x", tt.opt); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewJournal = %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := redislimit.NewJournal(ring, "x"); err != nil {
+		t.Errorf("a ring without WithReplicas: %v", err)
+	}
+}
+
 // TestJournalReplicas: a Redis without the replicas asked for refuses the
 // entry, and keeps none, so the call it describes is never sent.
 func TestJournalReplicas(t *testing.T) {
