@@ -23,21 +23,41 @@ func (s *Server) Do(args ...string) (string, error) {
 
 // do sends args as one RESP command to addr and reads one reply.
 func do(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	replies, err := doAll(addr, args)
 	if err != nil {
 		return "", err
 	}
+	return replies[0], nil
+}
+
+// doAll sends the commands to addr on one connection, one after another,
+// and returns their replies; it stops at the first error. One connection
+// matters for WAIT, which counts the writes of its own connection.
+func doAll(addr string, cmds ...[]string) ([]string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	r := bufio.NewReader(c)
+	var replies []string
+	for _, args := range cmds {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := io.WriteString(c, b.String()); err != nil {
+			return nil, err
+		}
+		reply, err := readReply(r)
+		if err != nil {
+			return nil, err
+		}
+		replies = append(replies, reply)
 	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		return "", err
-	}
-	return readReply(bufio.NewReader(c))
+	return replies, nil
 }
 
 // maxBulk bounds a bulk reply: INFO and CLUSTER INFO are a few kilobytes.

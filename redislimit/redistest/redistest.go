@@ -54,6 +54,7 @@ type Server struct {
 	addr  string
 	extra []string // more redis-server arguments, given to Start
 	dir   string   // its working directory, for a cluster's nodes file
+	link  *lagLink // a replica's link to its primary, if lagged
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -188,8 +189,12 @@ func ping(addr string) error {
 // be called more than once.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, exited, dir := s.cmd, s.exited, s.dir
+	cmd, exited, dir, link := s.cmd, s.exited, s.dir, s.link
+	s.link = nil
 	s.mu.Unlock()
+	if link != nil {
+		link.Close()
+	}
 	if cmd == nil {
 		return
 	}

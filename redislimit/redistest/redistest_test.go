@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // need skips t where redis-server or redis-cli is missing.
@@ -81,16 +83,13 @@ func TestStartCluster(t *testing.T) {
 // once the primary is killed and the replica promoted, it takes writes.
 func TestStartReplicatedAndPromote(t *testing.T) {
 	need(t)
-	p, rs, err := StartReplicated(1)
+	p, rs, err := StartReplicated(1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Kill()
 	defer rs[0].Kill()
-	if _, err := p.Do("SET", "k", "v"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Do("WAIT", "1", "5000"); err != nil {
+	if _, err := doAll(p.addr, []string{"SET", "k", "v"}, []string{"WAIT", "1", "5000"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rs[0].Do("SET", "k2", "v"); err == nil {
@@ -114,3 +113,44 @@ func TestStartClusterNeedsThreeMasters(t *testing.T) {
 		t.Errorf("StartCluster(2, 0) = %v, want an error saying it needs 3 masters", err)
 	}
 }
+
+// Through a lagged link, a write reaches the replica lag later, WAIT takes
+// a round trip of it, and a write the primary acknowledged just before it
+// was killed is lost: the link drops what it had in flight.
+func TestReplicaLag(t *testing.T) {
+	need(t)
+	const lag = 100 * time.Millisecond
+	p, rs, err := StartReplicated(1, lag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	defer rs[0].Kill()
+	start := time.Now()
+	// WAIT counts the writes of its own connection: SET on the same one.
+	replies, err := doAll(p.addr, []string{"SET", "k", "v"}, []string{"WAIT", "1", "5000"})
+	if err != nil || replies[1] != "1" {
+		t.Fatalf("SET, WAIT = %q, %v", replies, err)
+	}
+	if d := time.Since(start); d < 2*lag-10*time.Millisecond {
+		t.Errorf("WAIT took %v, want a round trip of %v", d, lag)
+	}
+	if v, _ := rs[0].Do("GET", "k"); v != "v" {
+		t.Errorf("GET k on the replica after WAIT = %q, want v", v)
+	}
+	if _, err := p.Do("SET", "k2", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := rs[0].Do("GET", "k2"); v != "" {
+		t.Errorf("the replica had the write at once (%q), want it %v later", v, lag)
+	}
+	p.Kill()
+	if err := rs[0].Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := rs[0].Do("GET", "k2"); v != "" {
+		t.Errorf("the write in flight when the primary died reached the replica (%q)", v)
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

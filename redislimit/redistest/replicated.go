@@ -3,6 +3,7 @@ package redistest
 import (
 	"fmt"
 	"net"
+	"time"
 )
 
 // StartReplicated starts a primary and n replicas of it, each a Server
@@ -11,7 +12,12 @@ import (
 // started are killed. There is no Sentinel: to fail over, a test kills the
 // primary and promotes a replica with Promote, as Sentinel or a managed
 // Redis would.
-func StartReplicated(n int, extra ...string) (primary *Server, replicas []*Server, err error) {
+//
+// With lag above 0, each replica reaches the primary through a proxy that
+// delivers every byte, both ways, lag after it was sent, as a replica in
+// another zone does; when the primary dies, what the proxy has in flight is
+// lost with it. The replica's Kill closes its proxy.
+func StartReplicated(n int, lag time.Duration, extra ...string) (primary *Server, replicas []*Server, err error) {
 	primary, err = Start(extra...)
 	if err != nil {
 		return nil, nil, err
@@ -25,9 +31,8 @@ func StartReplicated(n int, extra ...string) (primary *Server, replicas []*Serve
 			replicas = nil
 		}
 	}()
-	host, port, _ := net.SplitHostPort(primary.Addr())
 	for range n {
-		r, err := Start(append([]string{"--replicaof", host, port}, extra...)...)
+		r, err := startReplica(primary.addr, lag, extra)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -73,4 +78,29 @@ func (s *Server) Promote() error {
 		}
 		return nil
 	})
+}
+
+// startReplica starts a replica of the primary at addr, through a lagLink
+// if lag is above 0.
+func startReplica(addr string, lag time.Duration, extra []string) (*Server, error) {
+	var link *lagLink
+	if lag > 0 {
+		var err error
+		if link, err = newLagLink(addr, lag); err != nil {
+			return nil, err
+		}
+		addr = link.Addr()
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	r, err := Start(append([]string{"--replicaof", host, port}, extra...)...)
+	if err != nil {
+		if link != nil {
+			link.Close()
+		}
+		return nil, err
+	}
+	r.mu.Lock()
+	r.link = link
+	r.mu.Unlock()
+	return r, nil
 }
