@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/spotflow-go/spotflowhttp/journaltest"
 	"github.com/spotflow-go/spotflowhttp/redislimit"
@@ -179,4 +183,214 @@ func TestJournalFailoverLossWithoutReplicas(t *testing.T) {
 	t.Logf("acknowledged entries lost per failover, 5 runs: %v", counts)
 }
 
-var errNotYet = errors.New("not yet")
+// admit is one Wait that returned nil in TestLimiterThroughFailover.
+type admit struct {
+	proc int
+	woke time.Time
+	slot time.Time // its slot by Redis's clock; zero when paced locally
+}
+
+// at is when a is counted: its slot when Redis gave one, which a loaded
+// machine does not blur, else when its Wait returned.
+func (a admit) at() time.Time {
+	if a.slot.IsZero() {
+		return a.woke
+	}
+	return a.slot
+}
+
+type admitKey struct{}
+
+// waitLoop has waiters goroutines per Limiter call Wait until ctx ends, and
+// returns every admission.
+func waitLoop(t *testing.T, ctx context.Context, ls []*redislimit.Limiter, waiters int) []admit {
+	var (
+		mu  sync.Mutex
+		out []admit
+		wg  sync.WaitGroup
+	)
+	for i, l := range ls {
+		redislimit.OnAdmitted(l, func(ctx context.Context, _, slot time.Time) {
+			ctx.Value(admitKey{}).(*admit).slot = slot
+		})
+		for range waiters {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					a := &admit{proc: i}
+					if err := l.Wait(context.WithValue(ctx, admitKey{}, a)); err != nil {
+						if !errors.Is(err, context.DeadlineExceeded) {
+							t.Errorf("process %d: %v", i, err)
+						}
+						return
+					}
+					a.woke = time.Now()
+					mu.Lock()
+					out = append(out, *a)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// count returns the admissions in [from, to), and how many of them Redis
+// gave a slot.
+func count(as []admit, from, to time.Time) (all, redis int) {
+	for _, a := range as {
+		if at := a.at(); !at.Before(from) && at.Before(to) {
+			all++
+			if !a.slot.IsZero() {
+				redis++
+			}
+		}
+	}
+	return all, redis
+}
+
+// busiestSecond returns the most admissions in any one second, and when
+// that second starts.
+func busiestSecond(as []admit) (int, time.Time) {
+	ts := make([]time.Time, len(as))
+	for i, a := range as {
+		ts[i] = a.at()
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	best, from, j := 0, time.Time{}, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= time.Second {
+			j++
+		}
+		if n := i - j + 1; n > best {
+			best, from = n, ts[j]
+		}
+	}
+	return best, from
+}
+
+// firstLog returns when the first record with level and substr was logged,
+// and how many there were.
+func (r *recorder) firstLog(level slog.Level, substr string) (time.Time, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Time
+	n := 0
+	for _, rec := range r.recs {
+		if rec.Level == level && strings.Contains(rec.Message, substr) {
+			if n == 0 {
+				first = rec.Time
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
+// lastLog returns when the last record with level and substr was logged.
+func (r *recorder) lastLog(level slog.Level, substr string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Time
+	for _, rec := range r.recs {
+		if rec.Level == level && strings.Contains(rec.Message, substr) {
+			last = rec.Time
+		}
+	}
+	return last
+}
+
+// Two processes, 32 waiters each, share a limit of 100 a second through a
+// primary that is SIGKILLed after 3 s; its replica is promoted a second
+// later and the clients' endpoint moved to it, as a managed Redis does
+// with its primary endpoint. The Limiter does not ride through: it falls
+// back to its local pace (a quarter of the limit each, 50 a second in all)
+// within a second of the kill, and returns to the shared schedule within
+// 2.5 s of the promotion, the replica having kept the schedule. Before and
+// after, Redis hands out the limit's slots within 1 %. In the second after
+// the kill, the slots reserved before it and the local pace add up: at
+// most the limit and the fallback together.
+func TestLimiterThroughFailover(t *testing.T) {
+	p := startPair(t)
+	var endpoint atomic.Value
+	endpoint.Store(p.primary.Addr())
+	rec, logger := newRecorder(t)
+	const (
+		rate, fallback = 100, 0.25
+		phase          = 3 * time.Second
+		detection      = 2 * time.Second
+	)
+	limit := redis_rate.Limit{Rate: rate, Period: time.Second, Burst: 1}
+	var ls []*redislimit.Limiter
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{
+			Addr: "redis-primary.invalid:6379", // the managed endpoint's name, dialled where it points
+			Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, endpoint.Load().(string))
+			},
+			ContextTimeoutEnabled: true,
+		})
+		t.Cleanup(func() { rdb.Close() })
+		ls = append(ls, newLimiter(t, rdb, t.Name(), limit, redislimit.WithFallback(fallback),
+			redislimit.WithTimeout(250*time.Millisecond), redislimit.WithLogger(logger)))
+	}
+	start := time.Now()
+	killAt, promoteAt, end := start.Add(phase), start.Add(phase+detection), start.Add(2*phase+detection+time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	defer cancel()
+	done := make(chan []admit)
+	go func() { done <- waitLoop(t, ctx, ls, 32) }()
+
+	time.Sleep(time.Until(killAt))
+	killed := time.Now()
+	p.primary.Kill()
+	time.Sleep(time.Until(promoteAt))
+	if err := p.replica.Promote(); err != nil {
+		cancel()
+		<-done
+		t.Fatal(err)
+	}
+	endpoint.Store(p.replica.Addr())
+	promoted := time.Now()
+	as := <-done
+
+	fellBack, warns := rec.firstLog(slog.LevelWarn, "falling back")
+	_, infos := rec.firstLog(slog.LevelInfo, "reachable again")
+	back := rec.lastLog(slog.LevelInfo, "reachable again")
+	before, beforeRedis := count(as, start.Add(500*time.Millisecond), killed)
+	during, duringRedis := count(as, killed.Add(700*time.Millisecond), promoted)
+	afterFrom := back.Add(500 * time.Millisecond)
+	after, afterRedis := count(as, afterFrom, end.Add(-100*time.Millisecond))
+	perSec := func(n int, from, to time.Time) float64 { return float64(n) / to.Sub(from).Seconds() }
+	busiest, busiestAt := busiestSecond(as)
+	beforeWant := int(rate * killed.Sub(start.Add(500*time.Millisecond)).Seconds())
+	afterWant := int(rate * end.Add(-100*time.Millisecond).Sub(afterFrom).Seconds())
+	t.Logf("before the kill: %d admissions (%d by Redis) in %v, %.1f/s (want %d, %+.2f %%)",
+		before, beforeRedis, killed.Sub(start.Add(500*time.Millisecond)).Round(time.Millisecond),
+		perSec(before, start.Add(500*time.Millisecond), killed), beforeWant, pct(before, beforeWant))
+	t.Logf("fell back %v after the kill; without Redis: %d admissions (%d by Redis) from 0.7 s after the kill to the promotion, %.1f/s (want %.0f)",
+		fellBack.Sub(killed).Round(time.Millisecond), during, duringRedis, perSec(during, killed.Add(700*time.Millisecond), promoted), 2*fallback*rate)
+	t.Logf("back on Redis %v after the promotion (both processes); after: %d admissions (%d by Redis), %.1f/s (want %d, %+.2f %%)",
+		back.Sub(promoted).Round(time.Millisecond), after, afterRedis, perSec(after, afterFrom, end.Add(-100*time.Millisecond)), afterWant, pct(after, afterWant))
+	t.Logf("busiest second: %d admissions, from %v after the kill", busiest, busiestAt.Sub(killed).Round(time.Millisecond))
+
+	if warns < 2 || fellBack.Sub(killed) > time.Second {
+		t.Errorf("%d processes fell back, the first %v after the kill; want both, within 1 s", warns, fellBack.Sub(killed))
+	}
+	if infos < 2 || back.Sub(promoted) > 2500*time.Millisecond {
+		t.Errorf("%d processes came back to Redis, the last %v after the promotion; want both, within 2.5 s", infos, back.Sub(promoted))
+	}
+	if d := pct(before, beforeWant); d < -1 || d > 1 {
+		t.Errorf("before the kill: %d admissions, want %d ± 1 %%", before, beforeWant)
+	}
+	if d := pct(after, afterWant); d < -1 || d > 1 {
+		t.Errorf("after the promotion: %d admissions, want %d ± 1 %%", after, afterWant)
+	}
+	if r := perSec(during, killed.Add(700*time.Millisecond), promoted); r < 0.75*2*fallback*rate || r > 1.25*2*fallback*rate || duringRedis > 0 {
+		t.Errorf("without Redis: %.1f/s, %d by Redis; want the fallback's %.0f/s ± 25 %%, none by Redis", r, duringRedis, 2*fallback*rate)
+	}
+	if max := int(rate*(1+2*fallback)) + 5; busiest > max {
+		t.Errorf("%d admissions in the busiest second, want at most the limit and the fallback together, %d", busiest, max)
+	}
+}
