@@ -182,7 +182,10 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 //
 // While Redis is unreachable Wait paces locally instead, and returns no
 // error for that; it then honours only the cool-downs this Limiter knows
-// of: those passed to its CoolDown and those it last read from Redis.
+// of: those passed to its CoolDown and those it last read from Redis. A
+// Wait queued locally that finds Redis back when its local token comes
+// gives the token back and queues in Redis, so that the local queue does
+// not drain on top of the shared rate.
 func (l *Limiter) Wait(ctx context.Context) error {
 	w := &waiting{start: l.now()}
 	for range maxRounds {
