@@ -53,13 +53,13 @@ const waitFor = 20 * time.Second
 type Server struct {
 	addr  string
 	extra []string // more redis-server arguments, given to Start
-	dir   string   // its working directory, for a cluster's nodes file
-	link  *lagLink // a replica's link to its primary, if lagged
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
 	out    *bytes.Buffer // its output, read once it has exited
+	dir    string        // its working directory, for a cluster's nodes file
+	link   *lagLink      // a replica's link to its primary, if lagged
 }
 
 // Start starts a server on a free loopback port and returns once it answers
