@@ -153,9 +153,7 @@ func clusterLimiterRate(t *testing.T, c *testCluster) {
 	want := int(rate * window.Seconds())
 	t.Logf("cluster, 4 processes × 16 waiters, %v at %d/s: %d slots in the window (want %d, %+.2f %%), schedule on master %s",
 		window, rate, got, want, pct(got, want), masterOf(t, c.client(t), "rate:spotflowhttp:{"+t.Name()+"}"))
-	if d := pct(got, want); d < -1 || d > 1 {
-		t.Errorf("%d slots in %v, want %d ± 1 %%", got, window, want)
-	}
+	checkRate(t, as, time.Second/rate, from, window, want)
 }
 
 // clusterCoolDown: a CoolDown on one Limiter holds back another, each with
