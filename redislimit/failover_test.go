@@ -288,47 +288,52 @@ func busiestSecond(as []admit) (int, time.Time) {
 	return best, from
 }
 
-// firstLog returns when the first record with level and substr was logged,
-// and how many there were.
-func (r *recorder) firstLog(level slog.Level, substr string) (time.Time, int) {
+// logged returns the times of the records with level and substr logged
+// at or after since.
+func (r *recorder) logged(level slog.Level, substr string, since time.Time) []time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var first time.Time
-	n := 0
+	var ts []time.Time
 	for _, rec := range r.recs {
-		if rec.Level == level && strings.Contains(rec.Message, substr) {
-			if n == 0 {
-				first = rec.Time
-			}
-			n++
+		if rec.Level == level && strings.Contains(rec.Message, substr) && !rec.Time.Before(since) {
+			ts = append(ts, rec.Time)
 		}
 	}
-	return first, n
+	return ts
 }
 
-// lastLog returns when the last record with level and substr was logged.
-func (r *recorder) lastLog(level slog.Level, substr string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last time.Time
-	for _, rec := range r.recs {
-		if rec.Level == level && strings.Contains(rec.Message, substr) {
-			last = rec.Time
-		}
+// firstLog returns when the first record with level and substr was logged
+// at or after since, and how many there were.
+func (r *recorder) firstLog(level slog.Level, substr string, since time.Time) (time.Time, int) {
+	ts := r.logged(level, substr, since)
+	if len(ts) == 0 {
+		return time.Time{}, 0
 	}
-	return last
+	return ts[0], len(ts)
+}
+
+// lastLog returns when the last record with level and substr was logged
+// at or after since, and how many there were.
+func (r *recorder) lastLog(level slog.Level, substr string, since time.Time) (time.Time, int) {
+	ts := r.logged(level, substr, since)
+	if len(ts) == 0 {
+		return time.Time{}, 0
+	}
+	return ts[len(ts)-1], len(ts)
 }
 
 // Two processes, 32 waiters each, share a limit of 100 a second through a
-// primary that is SIGKILLed after 3 s; its replica is promoted a second
-// later and the clients' endpoint moved to it, as a managed Redis does
-// with its primary endpoint. The Limiter does not ride through: it falls
-// back to its local pace (a quarter of the limit each, 50 a second in all)
-// within a second of the kill, and returns to the shared schedule within
-// 2.5 s of the promotion, the replica having kept the schedule. Before and
-// after, Redis hands out the limit's slots within 1 %. In the second after
-// the kill, the slots reserved before it and the local pace add up: at
-// most the limit and the fallback together.
+// primary that is SIGKILLed after 3 s; its replica is promoted 2.5 s later
+// and the clients' endpoint moved to it, as a managed Redis does with its
+// primary endpoint. The Limiter does not ride through: it falls back to its
+// local pace (a quarter of the limit each, 50 a second in all) within
+// 1.5 s of the kill, and returns to the shared schedule within 3 s of the
+// promotion, the replica having kept the schedule. Before and after, it
+// admits no more than the limit (+1 %). In the second around the kill, the
+// slots reserved before it and the local pace add up: at most the limit
+// and the fallback together. The timeout is a second, as in the other
+// tests on a real Redis: on a loaded machine, shorter ones expire with
+// Redis up, and the Limiter falls back before the kill.
 func TestLimiterThroughFailover(t *testing.T) {
 	p := startPair(t, zoneLag)
 	var endpoint atomic.Value
@@ -337,7 +342,8 @@ func TestLimiterThroughFailover(t *testing.T) {
 	const (
 		rate, fallback = 100, 0.25
 		phase          = 3 * time.Second
-		detection      = 2 * time.Second
+		detection      = 2500 * time.Millisecond
+		local          = 2 * fallback * rate
 	)
 	limit := redis_rate.Limit{Rate: rate, Period: time.Second, Burst: 1}
 	var ls []*redislimit.Limiter
@@ -351,8 +357,7 @@ func TestLimiterThroughFailover(t *testing.T) {
 			ContextTimeoutEnabled: true,
 		})
 		t.Cleanup(func() { rdb.Close() })
-		ls = append(ls, newLimiter(t, rdb, t.Name(), limit, redislimit.WithFallback(fallback),
-			redislimit.WithTimeout(250*time.Millisecond), redislimit.WithLogger(logger)))
+		ls = append(ls, newLimiter(t, rdb, t.Name(), limit, redislimit.WithFallback(fallback), patient, redislimit.WithLogger(logger)))
 	}
 	start := time.Now()
 	killAt, promoteAt, end := start.Add(phase), start.Add(phase+detection), start.Add(2*phase+detection+time.Second)
@@ -373,43 +378,46 @@ func TestLimiterThroughFailover(t *testing.T) {
 	endpoint.Store(p.replica.Addr())
 	promoted := time.Now()
 	as := <-done
+	defer rec.dump()
 
-	fellBack, warns := rec.firstLog(slog.LevelWarn, "falling back")
-	_, infos := rec.firstLog(slog.LevelInfo, "reachable again")
-	back := rec.lastLog(slog.LevelInfo, "reachable again")
-	before, beforeRedis := count(as, start.Add(500*time.Millisecond), killed)
-	during, duringRedis := count(as, killed.Add(700*time.Millisecond), promoted)
-	afterFrom := back.Add(500 * time.Millisecond)
-	after, afterRedis := count(as, afterFrom, end.Add(-100*time.Millisecond))
-	perSec := func(n int, from, to time.Time) float64 { return float64(n) / to.Sub(from).Seconds() }
+	fellBack, warns := rec.firstLog(slog.LevelWarn, "falling back", killed)
+	back, infos := rec.lastLog(slog.LevelInfo, "reachable again", promoted)
+	ph := []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"before the kill", start.Add(500 * time.Millisecond), killed},
+		// From when the slots reserved before the kill (64 waiters, 10 ms
+		// apart) are spent and the local pace has begun.
+		{"without Redis", fellBack.Add(800 * time.Millisecond), promoted},
+		{"after", back.Add(500 * time.Millisecond), end.Add(-100 * time.Millisecond)},
+	}
+	var n, byRedis [3]int
+	var r [3]float64
+	for i, x := range ph {
+		n[i], byRedis[i] = count(as, x.from, x.to)
+		r[i] = float64(n[i]) / x.to.Sub(x.from).Seconds()
+		t.Logf("%s: %d admissions (%d by Redis) in %v, %.1f/s", x.name, n[i], byRedis[i], x.to.Sub(x.from).Round(time.Millisecond), r[i])
+	}
 	busiest, busiestAt := busiestSecond(as)
-	beforeWant := int(rate * killed.Sub(start.Add(500*time.Millisecond)).Seconds())
-	afterWant := int(rate * end.Add(-100*time.Millisecond).Sub(afterFrom).Seconds())
-	t.Logf("before the kill: %d admissions (%d by Redis) in %v, %.1f/s (want %d, %+.2f %%)",
-		before, beforeRedis, killed.Sub(start.Add(500*time.Millisecond)).Round(time.Millisecond),
-		perSec(before, start.Add(500*time.Millisecond), killed), beforeWant, pct(before, beforeWant))
-	t.Logf("fell back %v after the kill; without Redis: %d admissions (%d by Redis) from 0.7 s after the kill to the promotion, %.1f/s (want %.0f)",
-		fellBack.Sub(killed).Round(time.Millisecond), during, duringRedis, perSec(during, killed.Add(700*time.Millisecond), promoted), 2*fallback*rate)
-	t.Logf("back on Redis %v after the promotion (both processes); after: %d admissions (%d by Redis), %.1f/s (want %d, %+.2f %%)",
-		back.Sub(promoted).Round(time.Millisecond), after, afterRedis, perSec(after, afterFrom, end.Add(-100*time.Millisecond)), afterWant, pct(after, afterWant))
-	t.Logf("busiest second: %d admissions, from %v after the kill", busiest, busiestAt.Sub(killed).Round(time.Millisecond))
+	t.Logf("fell back %v after the kill, back on Redis %v after the promotion (both processes); busiest second: %d admissions, from %v after the kill",
+		fellBack.Sub(killed).Round(time.Millisecond), back.Sub(promoted).Round(time.Millisecond), busiest, busiestAt.Sub(killed).Round(time.Millisecond))
 
-	if warns < 2 || fellBack.Sub(killed) > time.Second {
-		t.Errorf("%d processes fell back, the first %v after the kill; want both, within 1 s", warns, fellBack.Sub(killed))
+	if warns < 2 || fellBack.Sub(killed) > 1500*time.Millisecond {
+		t.Errorf("%d processes fell back after the kill, the first %v after it; want both, within 1.5 s", warns, fellBack.Sub(killed))
 	}
-	if infos < 2 || back.Sub(promoted) > 2500*time.Millisecond {
-		t.Errorf("%d processes came back to Redis, the last %v after the promotion; want both, within 2.5 s", infos, back.Sub(promoted))
+	if infos < 2 || back.Sub(promoted) > 3*time.Second {
+		t.Errorf("%d processes came back to Redis after the promotion, the last %v after it; want both, within 3 s", infos, back.Sub(promoted))
 	}
-	if d := pct(before, beforeWant); d < -1 || d > 1 {
-		t.Errorf("before the kill: %d admissions, want %d ± 1 %%", before, beforeWant)
+	for _, i := range []int{0, 2} {
+		if r[i] > rate*1.01 || r[i] < rate*0.9 {
+			t.Errorf("%s: %.1f/s, want the limit, %d/s: at most +1 %%, and at least -10 %% on a loaded machine", ph[i].name, r[i], rate)
+		}
 	}
-	if d := pct(after, afterWant); d < -1 || d > 1 {
-		t.Errorf("after the promotion: %d admissions, want %d ± 1 %%", after, afterWant)
+	if r[1] < 0.75*local || r[1] > 1.25*local || byRedis[1] > 0 {
+		t.Errorf("without Redis: %.1f/s, %d by Redis; want the fallback's %.0f/s ± 25 %%, none by Redis", r[1], byRedis[1], local)
 	}
-	if r := perSec(during, killed.Add(700*time.Millisecond), promoted); r < 0.75*2*fallback*rate || r > 1.25*2*fallback*rate || duringRedis > 0 {
-		t.Errorf("without Redis: %.1f/s, %d by Redis; want the fallback's %.0f/s ± 25 %%, none by Redis", r, duringRedis, 2*fallback*rate)
-	}
-	if max := int(rate*(1+2*fallback)) + 5; busiest > max {
-		t.Errorf("%d admissions in the busiest second, want at most the limit and the fallback together, %d", busiest, max)
+	if most := int(rate+local) + 5; busiest > most {
+		t.Errorf("%d admissions in the busiest second, want at most the limit and the fallback together, %d", busiest, most)
 	}
 }
