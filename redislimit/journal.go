@@ -52,8 +52,8 @@ type JournalOption func(*Journal)
 // An entry whose Record returned nil then survives the loss of the primary
 // if a replica that acknowledged it is promoted. Without WithReplicas,
 // replication is asynchronous, and a failover loses what the primary had
-// acknowledged but not yet sent to the replica: see the README for what was
-// measured.
+// acknowledged but the replica had not yet received: see the README for
+// what was measured.
 func WithReplicas(n int, timeout time.Duration) JournalOption {
 	return func(j *Journal) { j.replicas, j.replicaTimeout = n, timeout }
 }
