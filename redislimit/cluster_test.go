@@ -202,11 +202,17 @@ func clusterJournalReplicas(t *testing.T, c *testCluster) {
 	ctx := context.Background()
 	for _, name := range namesOnEveryMaster(t, cc, 3, "cluster-replicas", journalSet) {
 		master := masterOf(t, cc, journalSet(name))
+		// Patient while the replica is up (a loaded machine can take a
+		// while to acknowledge), brief while it is frozen.
+		patientJ, err := redislimit.NewJournal(cc, name, redislimit.WithReplicas(1, 3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
 		j, err := redislimit.NewJournal(cc, name, redislimit.WithReplicas(1, 300*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := j.Record(ctx, journaltest.Sample("up", 0)); err != nil {
+		if err := patientJ.Record(ctx, journaltest.Sample("up", 0)); err != nil {
 			t.Errorf("master %s: Record with its replica up: %v", master, err)
 		}
 		replica := c.replicaOf[master]

@@ -144,19 +144,23 @@ func (j *Journal) Record(ctx context.Context, e spotflowhttp.Entry) error {
 		}
 		return nil
 	}
-	err = j.recordReplicated(ctx, keys, v, e)
-	if err != nil {
-		settleScript.Run(context.WithoutCancel(ctx), j.rdb, keys, e.Owner, e.Key)
+	if err := j.recordReplicated(ctx, keys, v, e); err != nil {
 		return fmt.Errorf("redislimit: journal: %w", err)
 	}
 	return nil
 }
 
+// removeTimeout bounds the removal of an entry whose Record failed. If it
+// cannot be removed, the entry stays pending, for a create that was not
+// sent, which the reconciler treats as any pending entry.
+const removeTimeout = 500 * time.Millisecond
+
 // recordReplicated writes the entry and WAITs for the replicas on one
 // connection to the primary that holds it: WAIT counts the writes of its
 // own connection. Through a ClusterClient's own pipeline, WAIT, which names
 // no key, would go to whichever node go-redis picks, and count nothing
-// written there.
+// written there. If too few replicas acknowledge, it removes the entry from
+// that primary again.
 func (j *Journal) recordReplicated(ctx context.Context, keys []string, v []byte, e spotflowhttp.Entry) error {
 	var primary redis.Cmdable = j.rdb
 	if cc, ok := j.rdb.(*redis.ClusterClient); ok {
@@ -166,6 +170,20 @@ func (j *Journal) recordReplicated(ctx context.Context, keys []string, v []byte,
 		}
 		primary = m
 	}
+	err := j.writeAndWait(ctx, primary, keys, v, e)
+	if err != nil {
+		// Even if ctx is done, but within a bound: a primary that is gone
+		// or cut off would otherwise hold the caller for the client's own
+		// timeouts and retries, many seconds.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		settleScript.Run(cctx, primary, keys, e.Owner, e.Key)
+	}
+	return err
+}
+
+// writeAndWait sends the entry and WAIT in one pipeline to primary.
+func (j *Journal) writeAndWait(ctx context.Context, primary redis.Cmdable, keys []string, v []byte, e spotflowhttp.Entry) error {
 	var wait *redis.Cmd
 	_, err := primary.Pipelined(ctx, func(p redis.Pipeliner) error {
 		recordScript.Eval(ctx, p, keys, v, e.Owner, micros(e.Until), e.Key)

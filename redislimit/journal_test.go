@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,3 +194,25 @@ func BenchmarkJournal(b *testing.B) {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A Record that fails for want of its replicas against a primary that
+// stops answering returns soon after its context ends: removing the entry
+// is bounded too, not left to the client's timeouts and retries.
+func TestRecordWithReplicasFailsPromptlyWhenThePrimaryHangs(t *testing.T) {
+	rs := ownRedis(t)
+	j, err := redislimit.NewJournal(rs.client(t), "journal-hang", redislimit.WithReplicas(1, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.signal(t, syscall.SIGSTOP)
+	defer rs.signal(t, syscall.SIGCONT)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := j.Record(ctx, journaltest.Sample("k1", 0)); err == nil {
+		t.Fatal("Record succeeded against a frozen primary")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("Record failed after %v, want soon after its 200 ms deadline", d)
+	}
+}
