@@ -132,6 +132,37 @@ func TestFallbackPacesLocallyAndProbesOnceASecond(t *testing.T) {
 	}
 }
 
+// A Wait queued on the local limiter while Redis was down asks Redis again
+// if Redis came back while it slept (another Wait's probe got through), so
+// that the waiters queued locally during an outage do not leave at the
+// local pace on top of the shared one once it is back.
+func TestFallbackWaiterRequeuesWhenRedisIsBack(t *testing.T) {
+	l, clock, tries, _ := newFake(t, redis_rate.Limit{Rate: 10, Period: time.Second, Burst: 1})
+	if err := l.Wait(context.Background()); err != nil { // Redis fails: the local token now
+		t.Fatal(err)
+	}
+	if n := tries.count(); n != 1 {
+		t.Fatalf("Redis tried %d times, want 1", n)
+	}
+	var once sync.Once
+	l.sleep = func(ctx context.Context, d time.Duration) error {
+		once.Do(l.reachable) // a probe by another Wait got through
+		return clock.Sleep(ctx, d)
+	}
+	start := clock.Now()
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The local token at 200 ms; Redis back, so Redis tried again (it
+	// fails here), and the local token, given back, taken again at once.
+	if n := tries.count(); n != 2 {
+		t.Errorf("Redis tried %d times, want 2: once more when the local token came with Redis back", n)
+	}
+	if d := clock.Now().Sub(start); d != 200*time.Millisecond {
+		t.Errorf("Wait took %v, want 200ms", d)
+	}
+}
+
 // A cool-down set while Redis is unreachable still holds Wait back.
 func TestFallbackHonoursCoolDown(t *testing.T) {
 	l, clock, _, _ := newFake(t, redis_rate.PerSecond(100))

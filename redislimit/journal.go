@@ -38,9 +38,22 @@ type JournalOption func(*Journal)
 
 // WithReplicas makes Record wait, with Redis's WAIT, until n replicas have
 // the entry, for at most timeout; if fewer do, Record removes the entry and
-// fails, so the call is not sent. The default is 0: no wait. WAIT needs the
-// connection that wrote the entry, so this is for a single primary (with
-// replicas), not Redis Cluster.
+// fails, so the call is not sent. The default is 0: no wait.
+//
+// WAIT counts the writes of the connection it is sent on, so Record sends
+// the entry and WAIT together on one connection to the primary that holds
+// the entry: the client's own for a single primary (a *redis.Client,
+// Sentinel's failover client included), the master that owns the entry's
+// hash slot for Redis Cluster (a *redis.ClusterClient). A *redis.Ring has
+// no such connection to offer, and NewJournal refuses this option with one.
+// NewJournal also refuses a negative n, and a timeout under a millisecond
+// with n above 0: WAIT's 0 means wait forever.
+//
+// An entry whose Record returned nil then survives the loss of the primary
+// if a replica that acknowledged it is promoted. Without WithReplicas,
+// replication is asynchronous, and a failover loses what the primary had
+// acknowledged but the replica had not yet received: see the README for
+// what was measured.
 func WithReplicas(n int, timeout time.Duration) JournalOption {
 	return func(j *Journal) { j.replicas, j.replicaTimeout = n, timeout }
 }
@@ -48,8 +61,9 @@ func WithReplicas(n int, timeout time.Duration) JournalOption {
 // NewJournal returns the journal named name in rdb's Redis. It keeps each
 // entry in a hash "spotflowhttp:{name}:journal:<key>" and the keys of the
 // pending ones in the set "spotflowhttp:{name}:journal"; the braces put
-// them in one hash slot in Redis Cluster. It returns an error if rdb is nil
-// or name is empty; it does not dial Redis.
+// them in one hash slot in Redis Cluster. It returns an error if rdb is nil,
+// name is empty or an option was given values it cannot keep (see
+// WithReplicas); it does not dial Redis.
 func NewJournal(rdb redis.UniversalClient, name string, opts ...JournalOption) (*Journal, error) {
 	switch {
 	case isNil(rdb):
@@ -67,7 +81,26 @@ func NewJournal(rdb redis.UniversalClient, name string, opts ...JournalOption) (
 			o(j)
 		}
 	}
+	if err := j.checkReplicas(); err != nil {
+		return nil, err
+	}
 	return j, nil
+}
+
+// checkReplicas refuses what WithReplicas cannot keep.
+func (j *Journal) checkReplicas() error {
+	switch {
+	case j.replicas < 0:
+		return fmt.Errorf("redislimit: WithReplicas(%d, %v): the number of replicas must not be negative", j.replicas, j.replicaTimeout)
+	case j.replicas == 0:
+		return nil
+	case j.replicaTimeout < time.Millisecond:
+		return fmt.Errorf("redislimit: WithReplicas(%d, %v): the timeout must be at least a millisecond (WAIT's 0 waits forever)", j.replicas, j.replicaTimeout)
+	}
+	if _, ok := j.rdb.(*redis.Ring); ok {
+		return errors.New("redislimit: WithReplicas needs one connection to the primary holding each entry, for WAIT, which a *redis.Ring does not give; use a *redis.Client per primary or a *redis.ClusterClient")
+	}
+	return nil
 }
 
 // Claim times are kept as Unix microseconds: Lua's numbers are doubles,
@@ -111,22 +144,57 @@ func (j *Journal) Record(ctx context.Context, e spotflowhttp.Entry) error {
 		}
 		return nil
 	}
-	// WAIT counts the writes of its own connection: one pipeline, one
-	// connection.
+	if err := j.recordReplicated(ctx, keys, v, e); err != nil {
+		return fmt.Errorf("redislimit: journal: %w", err)
+	}
+	return nil
+}
+
+// removeTimeout bounds the removal of an entry whose Record failed. If it
+// cannot be removed, the entry stays pending, for a create that was not
+// sent, which the reconciler treats as any pending entry.
+const removeTimeout = 500 * time.Millisecond
+
+// recordReplicated writes the entry and WAITs for the replicas on one
+// connection to the primary that holds it: WAIT counts the writes of its
+// own connection. Through a ClusterClient's own pipeline, WAIT, which names
+// no key, would go to whichever node go-redis picks, and count nothing
+// written there. If too few replicas acknowledge, it removes the entry from
+// that primary again.
+func (j *Journal) recordReplicated(ctx context.Context, keys []string, v []byte, e spotflowhttp.Entry) error {
+	var primary redis.Cmdable = j.rdb
+	if cc, ok := j.rdb.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return err
+		}
+		primary = m
+	}
+	err := j.writeAndWait(ctx, primary, keys, v, e)
+	if err != nil {
+		// Even if ctx is done, but within a bound: a primary that is gone
+		// or cut off would otherwise hold the caller for the client's own
+		// timeouts and retries, many seconds.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		settleScript.Run(cctx, primary, keys, e.Owner, e.Key)
+	}
+	return err
+}
+
+// writeAndWait sends the entry and WAIT in one pipeline to primary.
+func (j *Journal) writeAndWait(ctx context.Context, primary redis.Cmdable, keys []string, v []byte, e spotflowhttp.Entry) error {
 	var wait *redis.Cmd
-	_, err = j.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := primary.Pipelined(ctx, func(p redis.Pipeliner) error {
 		recordScript.Eval(ctx, p, keys, v, e.Owner, micros(e.Until), e.Key)
 		wait = p.Do(ctx, "WAIT", j.replicas, j.replicaTimeout.Milliseconds())
 		return nil
 	})
-	if err == nil {
-		if n, _ := wait.Int64(); n < int64(j.replicas) {
-			err = fmt.Errorf("%d of %d replicas acknowledged the entry within %v", n, j.replicas, j.replicaTimeout)
-		}
-	}
 	if err != nil {
-		settleScript.Run(context.WithoutCancel(ctx), j.rdb, keys, e.Owner, e.Key)
-		return fmt.Errorf("redislimit: journal: %w", err)
+		return err
+	}
+	if n, _ := wait.Int64(); n < int64(j.replicas) {
+		return fmt.Errorf("%d of %d replicas acknowledged the entry within %v", n, j.replicas, j.replicaTimeout)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +38,33 @@ func TestNewJournalInvalid(t *testing.T) {
 	}
 	if _, err := redislimit.NewJournal(needRedis(t).client(t), ""); err == nil {
 		t.Error("an empty name: no error")
+	}
+}
+
+// WithReplicas is refused where it cannot be kept: a Ring, which has no
+// one connection to the primary holding an entry for WAIT, a negative
+// count, and a timeout of 0, which WAIT reads as forever.
+func TestNewJournalRefusesReplicasItCannotKeep(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}}) // never dialled
+	defer ring.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, tt := range []struct {
+		name string
+		rdb  redis.UniversalClient
+		opt  redislimit.JournalOption
+		want string
+	}{
+		{"ring", ring, redislimit.WithReplicas(1, time.Second), "*redis.Ring"},
+		{"negative", rdb, redislimit.WithReplicas(-1, time.Second), "must not be negative"},
+		{"no timeout", rdb, redislimit.WithReplicas(1, 0), "WAIT's 0 waits forever"},
+	} {
+		if _, err := redislimit.NewJournal(tt.rdb, "x", tt.opt); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewJournal = %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := redislimit.NewJournal(ring, "x"); err != nil {
+		t.Errorf("a ring without WithReplicas: %v", err)
 	}
 }
 
@@ -166,3 +194,25 @@ func BenchmarkJournal(b *testing.B) {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A Record that fails for want of its replicas against a primary that
+// stops answering returns soon after its context ends: removing the entry
+// is bounded too, not left to the client's timeouts and retries.
+func TestRecordWithReplicasFailsPromptlyWhenThePrimaryHangs(t *testing.T) {
+	rs := ownRedis(t)
+	j, err := redislimit.NewJournal(rs.client(t), "journal-hang", redislimit.WithReplicas(1, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.signal(t, syscall.SIGSTOP)
+	defer rs.signal(t, syscall.SIGCONT)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := j.Record(ctx, journaltest.Sample("k1", 0)); err == nil {
+		t.Fatal("Record succeeded against a frozen primary")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("Record failed after %v, want soon after its 200 ms deadline", d)
+	}
+}

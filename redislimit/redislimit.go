@@ -182,7 +182,10 @@ func New(rdb redis.UniversalClient, name string, limit redis_rate.Limit, opts ..
 //
 // While Redis is unreachable Wait paces locally instead, and returns no
 // error for that; it then honours only the cool-downs this Limiter knows
-// of: those passed to its CoolDown and those it last read from Redis.
+// of: those passed to its CoolDown and those it last read from Redis. A
+// Wait queued locally that finds Redis back when its local token comes
+// gives the token back and queues in Redis, so that the local queue does
+// not drain on top of the shared rate.
 func (l *Limiter) Wait(ctx context.Context) error {
 	w := &waiting{start: l.now()}
 	for range maxRounds {
@@ -198,7 +201,10 @@ func (l *Limiter) Wait(ctx context.Context) error {
 				}
 				continue
 			}
-			return l.waitLocal(ctx, w)
+			if back, err := l.waitLocal(ctx, w); err != nil || !back {
+				return err
+			}
+			continue // Redis came back while this waited: queue there instead
 		}
 		maxDelay, byDeadline := l.patience(ctx, w, now)
 		g, err := l.reserve(ctx, cool, maxDelay)
@@ -347,19 +353,26 @@ func (l *Limiter) timedOut(ctx context.Context, err error) error {
 }
 
 // waitLocal takes a token from the local limiter, for when Redis is
-// unreachable.
-func (l *Limiter) waitLocal(ctx context.Context, w *waiting) error {
+// unreachable. If Redis is back by the time the token comes (back), the
+// token is returned and the caller queues in Redis instead: the waiters
+// queued locally during an outage would otherwise leave at the local pace
+// on top of the shared one, for as long as that queue lasts.
+func (l *Limiter) waitLocal(ctx context.Context, w *waiting) (back bool, err error) {
 	now := l.now()
 	r := l.local.ReserveN(now, 1) // burst is at least 1, so r.OK()
 	d := r.DelayFrom(now)
 	if d == 0 {
-		return nil
+		return false, nil
 	}
 	if err := l.pause(ctx, w, now, d, "a local token"); err != nil {
 		r.CancelAt(l.now())
-		return err
+		return false, err
 	}
-	return nil
+	if !l.down.Load() {
+		r.CancelAt(l.now())
+		return true, nil
+	}
+	return false, nil
 }
 
 // waiting is one call of Wait, for the cap.

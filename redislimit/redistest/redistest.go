@@ -1,9 +1,16 @@
 // Package redistest starts throwaway redis-server processes on 127.0.0.1,
 // for the tests of redislimit and the load runs in the bench module. Each
-// server listens on a free loopback port, keeps nothing on disk, and is
-// ended by Kill; nothing is left running after it.
+// server listens on a free loopback port, keeps nothing on disk but what
+// Redis Cluster needs (its nodes file, in a temporary directory removed by
+// Kill), and is ended by Kill; nothing is left running after it.
 //
-// A Server is safe for concurrent use by multiple goroutines.
+// Besides one server (Start), it starts a primary with replicas
+// (StartReplicated), which a test promotes by hand after killing the
+// primary, and a Redis Cluster (StartCluster), created with
+// "redis-cli --cluster create".
+//
+// A Server and a Cluster are safe for concurrent use by multiple
+// goroutines.
 package redistest
 
 import (
@@ -14,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,44 +32,90 @@ import (
 // binary is not in PATH, so that callers can skip rather than fail.
 var ErrNoServer = errors.New("redistest: redis-server not found in PATH (apt-get install redis-server)")
 
+// ErrNoCLI is matched (errors.Is) by StartCluster's error when the
+// redis-cli binary, which creates the cluster, is not in PATH. Debian's
+// redis-server package depends on redis-tools, which has it.
+var ErrNoCLI = errors.New("redistest: redis-cli not found in PATH (apt-get install redis-tools)")
+
 // Available reports whether redis-server is in PATH.
 func Available() bool {
 	_, err := exec.LookPath("redis-server")
 	return err == nil
 }
 
+// waitFor bounds every wait of this package for a server to reach a state
+// (a replica in sync, a cluster ok): generous, for a loaded machine, and
+// still short of a test's timeout.
+const waitFor = 20 * time.Second
+
 // Server is one redis-server process on a loopback port, without
 // persistence.
 type Server struct {
-	addr string
+	addr  string
+	extra []string // more redis-server arguments, given to Start
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
 	out    *bytes.Buffer // its output, read once it has exited
+	dir    string        // its working directory, for a cluster's nodes file
+	link   *lagLink      // a replica's link to its primary, if lagged
 }
 
 // Start starts a server on a free loopback port and returns once it answers
-// PING (at most 5 s). The port is free when looked at and may be taken
-// before redis-server binds it, so Start tries a few.
-func Start() (*Server, error) {
+// PING (at most 5 s). extra are more redis-server arguments, as on its
+// command line: "--appendonly", "yes". The port is free when looked at and
+// may be taken before redis-server binds it, so Start tries a few.
+func Start(extra ...string) (*Server, error) {
+	return startOn(false, extra)
+}
+
+// startOn starts a server on a free port; with bus, a port whose cluster
+// bus port (port + 10000) is free too.
+func startOn(bus bool, extra []string) (*Server, error) {
 	if !Available() {
 		return nil, ErrNoServer
 	}
 	var err error
 	for range 5 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			return nil, err
+		var port int
+		if port, err = freePort(bus); err != nil {
+			continue
 		}
-		addr := l.Addr().String()
-		l.Close()
-		s := &Server{addr: addr}
+		s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), extra: extra}
 		if err = s.start(); err == nil {
 			return s, nil
 		}
 	}
 	return nil, err
+}
+
+// freePort returns a loopback port free when looked at; with bus, one
+// whose port + 10000 is free too.
+func freePort(bus bool) (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if !bus {
+			l.Close()
+			return port, nil
+		}
+		if port+10000 > 65535 {
+			l.Close()
+			continue
+		}
+		b, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return port, nil
+	}
+	return 0, errors.New("redistest: no free loopback port with its cluster bus port free")
 }
 
 // Addr is the server's host:port.
@@ -71,23 +125,33 @@ func (s *Server) Addr() string { return s.addr }
 // answers PING.
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return fmt.Errorf("redistest: %w", err)
+	}
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--loglevel", "warning",
+		// A replica's first sync starts at once, not after the 5 s a
+		// primary waits by default for more replicas to share it.
+		"--repl-diskless-sync-delay", "0"}, s.extra...)
+	cmd := exec.Command("redis-server", args...)
 	out := new(bytes.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	s.mu.Lock()
-	s.cmd, s.exited, s.out = cmd, exited, out
+	s.cmd, s.exited, s.out, s.dir = cmd, exited, out, dir
 	s.mu.Unlock()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
+			os.RemoveAll(dir)
 			return fmt.Errorf("redistest: redis-server on %s exited: %s", s.addr, strings.TrimSpace(out.String()))
 		default:
 		}
@@ -125,14 +189,19 @@ func ping(addr string) error {
 // be called more than once.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
+	cmd, exited, dir, link := s.cmd, s.exited, s.dir, s.link
+	s.link = nil
 	s.mu.Unlock()
+	if link != nil {
+		link.Close()
+	}
 	if cmd == nil {
 		return
 	}
 	cmd.Process.Signal(syscall.SIGCONT) // in case it is frozen
 	cmd.Process.Kill()
 	<-exited
+	os.RemoveAll(dir)
 }
 
 // Restart starts the server again on the same port, empty, after Kill. The
