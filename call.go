@@ -35,6 +35,11 @@ type call struct {
 
 	scope *scope // the scope of the call's host and credential, once looked up
 
+	// first is the answer to the call's first attempt when NewTransport's
+	// fused path sent it before the call began; the rate-limit layer takes
+	// it in place of sending (see fused.go).
+	first *answer
+
 	// x is the state only some calls need, nil for the others; when begin
 	// knows a call needs it, it lives in the same allocation as the call.
 	// Keeping it out of call keeps a GET's one allocation small.

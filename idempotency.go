@@ -287,7 +287,7 @@ func methodIn(m string, set []string) bool {
 // headerKey returns the idempotency key in h under name, Idempotency-Key or
 // X-Idempotency-Key.
 func headerKey(h http.Header, name string) string {
-	if name != "" {
+	if name != "" && name != IdempotencyKeyHeader {
 		if v := h[name]; len(v) > 0 && v[0] != "" {
 			return v[0]
 		}

@@ -190,6 +190,13 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	}
 	s := t.cfg.scopes.scopeOf(req)
 	lim := t.limiterFor(req)
+	if a, ok := firstAnswer(req); ok {
+		// Sent by NewTransport's fused path, which admitted it.
+		if a.err == nil {
+			t.observe(req, s, lim, a.resp, time.Time{})
+		}
+		return a.resp, a.err
+	}
 	if err := t.admit(req, s, lim); err != nil {
 		closeBody(req)
 		if c := callOf(req); c != nil && c.attempts > 0 {
@@ -302,7 +309,7 @@ func (t *RateLimitTransport) release(req *http.Request, s *scope, waited bool) e
 		return nil
 	}
 	if !waited && r.lim.TokensAt(t.cfg.clock.Now()) >= 1 {
-		s.release.CompareAndSwap(r, nil) // nobody is waiting for a turn
+		s.endRelease(r) // nobody is waiting for a turn
 		return nil
 	}
 	return t.reserve(req, r.kind, r.lim)
@@ -339,8 +346,8 @@ func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope, w time.Dura
 		d := time.Duration(u - now.UnixNano())
 		if d <= 0 {
 			// Over: back to the fast path.
-			s.coolUntil.CompareAndSwap(u, 0)
-			s.holdUntil.CompareAndSwap(u, 0)
+			s.endPause(&s.coolUntil, u)
+			s.endPause(&s.holdUntil, u)
 			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
 				return w, nil
 			}
@@ -477,7 +484,7 @@ func (t *RateLimitTransport) learnFromEmptyBank(req *http.Request, s *scope, lim
 // if that moved the pause; a Limiter that wants to know; the release of
 // the requests it holds back.
 func (t *RateLimitTransport) startPause(req *http.Request, s *scope, lim Limiter, kind RateLimitKind, p *atomic.Int64, now, until time.Time, resp *http.Response) {
-	if extend(p, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+	if s.extendPause(p, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
 		t.cfg.coolDownStarted(req, kind, now, until, resp)
 	}
 	tellLimiter(req.Context(), lim, until)
@@ -494,7 +501,7 @@ func (t *RateLimitTransport) armRelease(s *scope, lim Limiter, kind RateLimitKin
 		return
 	}
 	if r := statedRate(h, now); r > 0 {
-		s.release.Store(&releaser{rate.NewLimiter(r, 1), kind})
+		s.setRelease(&releaser{rate.NewLimiter(r, 1), kind})
 	}
 }
 
@@ -518,21 +525,6 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 // transport: a Retry-After or X-RateLimit-Reset further away than this is
 // taken for a mistake and ignored (the response still goes back with it).
 const maxCoolDown = time.Hour
-
-// extend makes sure *until is at least t; it never shortens a pause
-// already set. It reports whether it moved *until.
-func extend(until *atomic.Int64, t time.Time) bool {
-	u := t.UnixNano()
-	for {
-		cur := until.Load()
-		if cur >= u {
-			return false
-		}
-		if until.CompareAndSwap(cur, u) {
-			return true
-		}
-	}
-}
 
 // tellLimiter passes a pause on to a Limiter that wants to know, such as
 // one shared by many processes.

@@ -182,7 +182,7 @@ func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, 
 		c.traceResends()
 	}
 	r := req
-	if err := rt.ctx.Err(); err != nil {
+	if err := rt.ctx.Err(); err != nil && c.first == nil {
 		closeBody(r) // the caller gave up before anything was sent
 		return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
@@ -561,15 +561,16 @@ func http2ErrorInfo(err error) (sent, ok bool) {
 type retryBudget struct {
 	tokens atomic.Int64
 	max    int64
+	spent  *atomic.Int64 // the registry's count of budgets not full
 }
 
 const retryCost = 5 // tokens per retry; a first-attempt success earns 1
 
-func newRetryBudget(burst int) *retryBudget {
+func newRetryBudget(burst int, spent *atomic.Int64) *retryBudget {
 	if burst <= 0 {
 		return nil
 	}
-	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost}
+	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost, spent: spent}
 	b.tokens.Store(b.max)
 	return b
 }
@@ -584,8 +585,14 @@ func (b *retryBudget) take() bool {
 		if n < retryCost {
 			return false
 		}
+		if n == b.max {
+			b.spent.Add(1) // before, so that the count is never short
+		}
 		if b.tokens.CompareAndSwap(n, n-retryCost) {
 			return true
+		}
+		if n == b.max {
+			b.spent.Add(-1)
 		}
 	}
 }
@@ -621,7 +628,10 @@ func (b *retryBudget) add(n int64) {
 		if cur >= b.max {
 			return
 		}
-		if b.tokens.CompareAndSwap(cur, min(cur+n, b.max)) {
+		if next := min(cur+n, b.max); b.tokens.CompareAndSwap(cur, next) {
+			if next == b.max {
+				b.spent.Add(-1)
+			}
 			return
 		}
 	}
