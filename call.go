@@ -62,6 +62,7 @@ type callExtra struct {
 	journal *journalCall // the call's journal entry, nil if none
 
 	keyValue [1]string // the value of the key header the call sets
+	keyBytes [32]byte  // the key the call made, if it made one (see call.newKey)
 }
 
 // extra returns the call's extra state, making it if the call has none.

@@ -2,7 +2,6 @@ package spotflowhttp
 
 import (
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -66,7 +65,7 @@ func anyKeyHeader(h http.Header, name string) bool {
 // attempt of req sent by the fused path, and returns it.
 func (t *Transport) succeeded(req *http.Request, resp *http.Response) *http.Response {
 	resp.Request = req
-	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
+	if emptyBank(resp.Header) {
 		t.rl.observe(req, t.cfg.scopes.get(req), nil, resp, time.Time{})
 	}
 	if r := t.cfg.scopes; r.spent.Load() != 0 {

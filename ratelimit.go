@@ -158,6 +158,10 @@ type RateLimitTransport struct {
 	cfg     *config
 	bucket  *rate.Limiter
 	limiter Limiter
+
+	// unpaced: no limiter of any kind, and nothing (an observer, a
+	// journal) that wants every call's scope
+	unpaced bool
 }
 
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
@@ -180,6 +184,7 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	} else {
 		t.limiter = l.limiter
 	}
+	t.unpaced = cfg.fusable() && t.bucket == nil && t.limiter == nil
 	return t
 }
 
@@ -188,7 +193,12 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
-	s := t.cfg.scopes.scopeOf(req)
+	// A quiet transport has nothing that could hold req back: its scope is
+	// looked up only if the answer has something to teach it.
+	var s *scope
+	if !t.quiet() {
+		s = t.cfg.scopes.scopeOf(req)
+	}
 	lim := t.limiterFor(req)
 	if a, ok := firstAnswer(req); ok {
 		// Sent by NewTransport's fused path, which admitted it.
@@ -205,7 +215,7 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	var sent time.Time
-	if s.adaptive != nil {
+	if s != nil && s.adaptive != nil {
 		sent = t.cfg.clock.Now()
 	}
 	if o := t.cfg.obs; o != nil && o.AttemptSent != nil {
@@ -216,6 +226,12 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		t.observe(req, s, lim, resp, sent)
 	}
 	return resp, err
+}
+
+// quiet reports whether nothing can hold a request back: no limiter is
+// configured and no scope holds a pause, a release or a halt.
+func (t *RateLimitTransport) quiet() bool {
+	return t.unpaced && t.cfg.scopes.busy.Load() == 0
 }
 
 // limiterFor is the Limiter of yours that paces req, nil if none.
@@ -235,6 +251,9 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+	}
+	if s == nil {
+		return nil // quiet
 	}
 	var waited time.Duration // on pauses, which the cap bounds as a whole
 	for {
@@ -412,15 +431,28 @@ func (t *RateLimitTransport) wait(req *http.Request, kind RateLimitKind, now tim
 // X-RateLimit-Remaining its hold; adaptive mode counts admissions and
 // throttles.
 func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	if s == nil { // quiet: only a 429 or an empty bank has something to teach
+		if resp.StatusCode != http.StatusTooManyRequests && !emptyBank(resp.Header) {
+			return
+		}
+		s = t.cfg.scopes.scopeOf(req)
+	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.learnFrom429(req, s, lim, resp, sent)
 	} else if s.adaptive != nil {
 		t.learnFromAdmission(s, resp.Header, sent)
 	}
-	// Canonical keys: no allocation on the hot path.
-	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
+	if emptyBank(resp.Header) {
 		t.learnFromEmptyBank(req, s, lim, resp, sent)
 	}
+}
+
+// emptyBank reports whether h says no request is left: X-RateLimit-Remaining
+// 0.
+func emptyBank(h http.Header) bool {
+	// Canonical key: no allocation on the hot path.
+	rem := h["X-Ratelimit-Remaining"]
+	return len(rem) > 0 && strings.TrimSpace(rem[0]) == "0"
 }
 
 // learnFrom429 obeys a 429's Retry-After with a cool-down of s, and

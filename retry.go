@@ -292,6 +292,16 @@ func (rt *retrier) budgetOf() *retryBudget {
 	return rt.budget
 }
 
+// succeeded refunds the budget after the call succeeded on its attempt-th
+// attempt. A first attempt earns nothing while no budget has a retry spent
+// (all are full), so the quiet path does not look the budget up then.
+func (rt *retrier) succeeded(attempt int) {
+	if attempt == 1 && rt.t.cfg.fusable() && rt.t.cfg.scopes.spent.Load() == 0 {
+		return
+	}
+	rt.budgetOf().succeeded(attempt)
+}
+
 // judge tells what an attempt's answer means for the call: nil if it is
 // final (a success, an answer not to retry, an error that cannot be
 // helped), else the failure to retry and whether the request may have been
@@ -312,7 +322,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 		return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}, sent
 	}
 	if resp.StatusCode < 400 && rt.t.cfg.check == nil {
-		rt.budgetOf().succeeded(attempt)
+		rt.succeeded(attempt)
 		c.resp, c.err = resp, nil
 		return nil, false
 	}
@@ -323,7 +333,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 	}
 	c.resp, c.err = resp, e
 	if e == nil {
-		rt.budgetOf().succeeded(attempt)
+		rt.succeeded(attempt)
 		return nil, false
 	}
 	if e.Category != CategoryRetry {

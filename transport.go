@@ -93,7 +93,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *Transport) roundTrip(req *http.Request, first *answer) (*http.Response, error) {
 	c, r, owner := begin(req, t.cfg)
 	c.first = first
-	if owner && t.cfg.haltOnEscalate && first == nil {
+	if owner && t.cfg.haltOnEscalate && first == nil && t.cfg.scopes.busy.Load() != 0 {
 		if e := c.scopeIn(t.cfg.scopes, r).halted.Load(); e != nil {
 			closeBody(req)
 			c.done = true
