@@ -21,7 +21,7 @@ const maxJSONDepth = 10000
 // top-level member until fn returns false. It reports whether b is a valid
 // JSON object.
 func topLevel(b []byte, fn func(name, value []byte) bool) bool {
-	s := jsonScan{b: b}
+	s := jsonScan{b: b, quote: -1, slash: -1}
 	s.space()
 	if s.peek() != '{' {
 		return false
@@ -38,6 +38,11 @@ type jsonScan struct {
 	b     []byte
 	i     int
 	depth int
+
+	// The next quote and backslash at or after where they were last
+	// looked for (len(b) if none), so that each is searched for once over
+	// the document, however many strings it has.
+	quote, slash int
 }
 
 func (s *jsonScan) peek() byte {
@@ -195,39 +200,57 @@ func (s *jsonScan) string() bool {
 		case c < 0x20:
 			return false
 		default:
-			i = plainRun(b, i+1)
+			i = s.plainRun(i + 1)
 		}
 	}
 	return false
 }
 
 // plainRun returns the index of the first byte at or after i that ends a
-// run of plain string bytes (a quote, a backslash or a control character)
-// within the next 256 bytes, or the end of those. Payment bodies are mostly
-// long plain strings: a byte at a time, this was the reference path's
-// largest cost. It finds the next quote or backslash with bytes.IndexByte,
-// in a window so that a string of many escapes costs linear time, then
-// checks the run before it for control characters sixteen bytes at a time.
-func plainRun(b []byte, i int) int {
-	w := b[i:min(len(b), i+256)]
-	end := len(w)
-	if q := bytes.IndexByte(w, '"'); q >= 0 {
-		end = q
+// run of plain string bytes: a quote, a backslash or a control character,
+// or len(b). Payment bodies are mostly long plain strings: a byte at a
+// time, this was the reference path's largest cost. It finds the next quote
+// and backslash with bytes.IndexByte, remembering where they are, then
+// checks the run before them for control characters 32 bytes at a time.
+func (s *jsonScan) plainRun(i int) int {
+	b := s.b
+	if s.quote < i {
+		s.quote = indexFrom(b, i, '"')
 	}
-	if q := bytes.IndexByte(w[:end], '\\'); q >= 0 {
-		end = q
+	if s.slash < i {
+		s.slash = indexFrom(b, i, '\\')
 	}
+	return i + controlAt(b[i:min(s.quote, s.slash)])
+}
+
+// indexFrom is the index of the first c in b at or after i, or len(b).
+func indexFrom(b []byte, i int, c byte) int {
+	if j := bytes.IndexByte(b[i:], c); j >= 0 {
+		return i + j
+	}
+	return len(b)
+}
+
+// controlAt is the index of the first control character (below 0x20) in w,
+// or len(w).
+func controlAt(w []byte) int {
 	j := 0
-	for ; j+16 <= end; j += 16 {
-		v := w[j : j+16]
-		if anyBelow(binary.LittleEndian.Uint64(v), 0x20)|anyBelow(binary.LittleEndian.Uint64(v[8:]), 0x20) != 0 {
+	for ; j+32 <= len(w); j += 32 {
+		p := (*[32]byte)(w[j : j+32])
+		if anyBelow(binary.LittleEndian.Uint64(p[0:8]), 0x20)|anyBelow(binary.LittleEndian.Uint64(p[8:16]), 0x20)|
+			anyBelow(binary.LittleEndian.Uint64(p[16:24]), 0x20)|anyBelow(binary.LittleEndian.Uint64(p[24:32]), 0x20) != 0 {
 			break
 		}
 	}
-	for j < end && w[j] >= 0x20 {
+	for ; j+8 <= len(w); j += 8 {
+		if anyBelow(binary.LittleEndian.Uint64(w[j:j+8]), 0x20) != 0 {
+			break
+		}
+	}
+	for j < len(w) && w[j] >= 0x20 {
 		j++
 	}
-	return i + j
+	return j
 }
 
 const ones = 0x0101010101010101

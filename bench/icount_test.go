@@ -1,0 +1,84 @@
+package bench_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// The budgets of TestInstructionCounts, instructions a call over bare.
+// Issue 22's targets are +1,000 (GET), +4,000 (keyed POST) and +8,000
+// (WithReference POST); the GET meets it, the POSTs do not yet (see the
+// README's cost section). A count moves by a few hundred instructions from
+// run to run (the runtime's background work under valgrind), so each budget
+// is the figure measured on this commit plus that margin: the test catches
+// a regression, not the noise.
+const (
+	icountBudgetGET       = 1500
+	icountBudgetPOST      = 5500
+	icountBudgetReference = 13500
+)
+
+// icountRow is a line of cmd/icount -json.
+type icountRow struct {
+	Method       string `json:"method"`
+	Client       string `json:"client"`
+	Instructions int64  `json:"instructions"`
+	OverBare     int64  `json:"over_bare"`
+}
+
+// The instructions a call costs over a bare transport, counted by
+// cmd/icount under valgrind (a short run: 2,000 calls counted), stay within
+// their budgets, and below both peers'. Counts, unlike
+// nanoseconds, do not depend on the machine's load. Without valgrind in
+// PATH the test is skipped.
+func TestInstructionCounts(t *testing.T) {
+	if _, err := exec.LookPath("valgrind"); err != nil {
+		t.Skip("valgrind is not in PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "icount")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/icount").CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/icount: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "-json", "-n", "2000", "-base", "500").Output()
+	if err != nil {
+		t.Fatalf("cmd/icount: %v", err)
+	}
+	over := map[string]int64{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var r icountRow
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("cmd/icount printed %q: %v", sc.Text(), err)
+		}
+		t.Logf("%-4s %-24s %6d instructions a call, %+6d over bare", r.Method, r.Client, r.Instructions, r.OverBare)
+		over[r.Method+" "+r.Client] = r.OverBare
+	}
+	for _, b := range []struct {
+		row    string
+		budget int64
+	}{
+		{"GET spotflowhttp", icountBudgetGET},
+		{"POST spotflowhttp", icountBudgetPOST},
+		{"POST spotflowhttp+reference", icountBudgetReference},
+	} {
+		got, ok := over[b.row]
+		if !ok {
+			t.Fatalf("no row %q", b.row)
+		}
+		if got > b.budget {
+			t.Errorf("%s: %+d instructions a call over bare, budget %+d", b.row, got, b.budget)
+		}
+	}
+	for _, m := range []string{"GET", "POST"} {
+		ours := over[m+" spotflowhttp"]
+		for _, peer := range []string{"retryablehttp", "failsafe-go"} {
+			if p := over[m+" "+peer]; ours >= p {
+				t.Errorf("%s: spotflowhttp %+d instructions over bare, not below %s's %+d", m, ours, peer, p)
+			}
+		}
+	}
+}
