@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/bits"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/textproto"
@@ -308,11 +311,25 @@ func drawKey(s *[32]byte) {
 	}
 	a, b := keyStream.r.Uint64(), keyStream.r.Uint64()
 	keyStream.Unlock()
-	const digits = "0123456789abcdef"
-	for i := 0; i < 16; i++ {
-		s[i], s[16+i] = digits[a>>60], digits[b>>60]
-		a, b = a<<4, b<<4
-	}
+	binary.LittleEndian.PutUint64(s[0:8], hex8(uint32(a>>32)))
+	binary.LittleEndian.PutUint64(s[8:16], hex8(uint32(a)))
+	binary.LittleEndian.PutUint64(s[16:24], hex8(uint32(b>>32)))
+	binary.LittleEndian.PutUint64(s[24:32], hex8(uint32(b)))
+}
+
+// hex8 is x as 8 lower-case hex digits, most significant first, in the
+// bytes of a little-endian word: all eight digits at once.
+func hex8(x uint32) uint64 {
+	v := uint64(x)
+	// Spread the nibbles to one a byte, most significant in the lowest.
+	v = (v | v<<16) & 0x0000ffff0000ffff
+	v = (v | v<<8) & 0x00ff00ff00ff00ff
+	v = (v | v<<4) & 0x0f0f0f0f0f0f0f0f
+	v = bits.ReverseBytes64(v)
+	// '0'+n for n < 10, 'a'+n-10 above: add 39 more where n+6 carries
+	// into bit 4.
+	tens := (v + 0x0606060606060606) >> 4 & 0x0101010101010101
+	return v + 0x3030303030303030 + tens*39
 }
 
 func methodIn(m string, set []string) bool {
@@ -347,9 +364,16 @@ func headerKey(h http.Header, name string) string {
 // do) never writes into h: the map is what must not be shared. Copying the
 // values too, as Header.Clone does, cost a third more on every create.
 func withHeader(h http.Header, name string, v []string) http.Header {
-	h2 := make(http.Header, len(h)+1)
-	for k, vv := range h {
-		h2[k] = vv[:len(vv):len(vv)]
+	// A clone copies a small map's slots at once, where inserting each
+	// key would hash it again; the few values with room are then cut.
+	h2 := maps.Clone(h)
+	if h2 == nil {
+		h2 = make(http.Header, 1)
+	}
+	for k, vv := range h2 {
+		if cap(vv) > len(vv) {
+			h2[k] = vv[:len(vv):len(vv)]
+		}
 	}
 	h2[name] = v
 	return h2

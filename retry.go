@@ -178,7 +178,7 @@ type retrier struct {
 
 func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
 	rt := retrier{t: t, c: c, req: req, ctx: req.Context(), hasBody: req.Body != nil && req.Body != http.NoBody}
-	if c.key != "" && resendable(req) {
+	if c.key != "" && t.resendable(req) {
 		c.traceResends()
 	}
 	r := req
@@ -242,11 +242,22 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// resendable reports whether net/http itself may send req again on a dead
-// keep-alive connection although its method is not idempotent: it does for
-// a request with an Idempotency-Key or X-Idempotency-Key header.
-func resendable(req *http.Request) bool {
-	return resendableMethod(req.Method) && headerKey(req.Header, "") != ""
+// resendable reports whether net/http itself may send req, a request of a
+// call with a key, again on a dead keep-alive connection although its
+// method is not idempotent: it does for a request with an Idempotency-Key
+// or X-Idempotency-Key header.
+//
+// A call with a key carries it under the key header (the idempotency layer
+// put it there if the caller had not): when that is one of those two
+// names, the header need not be looked at.
+func (t *RetryTransport) resendable(req *http.Request) bool {
+	if !resendableMethod(req.Method) {
+		return false
+	}
+	if h := t.cfg.keyHeader; h == IdempotencyKeyHeader || h == "X-Idempotency-Key" {
+		return true
+	}
+	return headerKey(req.Header, "") != ""
 }
 
 // isLocal reports whether err is an answer made by a layer of this package
