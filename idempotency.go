@@ -480,6 +480,11 @@ func readBody(r *http.Request) ([]byte, bool) {
 // nameIs reports whether a raw member name, escapes and all, is field in any
 // case, as Go's encoding/json matches names.
 func nameIs(raw []byte, field string) bool {
+	if len(raw) < len(field) && isASCII(field) {
+		// Escapes only shorten a name, and what folds to an ASCII letter
+		// is at least as long: no shorter name can be field.
+		return false
+	}
 	name := raw
 	if bytes.IndexByte(raw, '\\') >= 0 {
 		var s string
@@ -489,6 +494,15 @@ func nameIs(raw []byte, field string) bool {
 		name = []byte(s)
 	}
 	return bytes.EqualFold(name, []byte(field))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // addField returns b with "field":"value" added as the object's last member,

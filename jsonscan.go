@@ -232,18 +232,19 @@ func indexFrom(b []byte, i int, c byte) int {
 }
 
 // controlAt is the index of the first control character (below 0x20) in w,
-// or len(w).
+// or len(w). It looks at 64 bytes a step (see plain).
 func controlAt(w []byte) int {
 	j := 0
-	for ; j+32 <= len(w); j += 32 {
-		p := (*[32]byte)(w[j : j+32])
-		if anyBelow(binary.LittleEndian.Uint64(p[0:8]), 0x20)|anyBelow(binary.LittleEndian.Uint64(p[8:16]), 0x20)|
-			anyBelow(binary.LittleEndian.Uint64(p[16:24]), 0x20)|anyBelow(binary.LittleEndian.Uint64(p[24:32]), 0x20) != 0 {
+	for ; j+64 <= len(w); j += 64 {
+		p := (*[64]byte)(w[j : j+64])
+		le := binary.LittleEndian
+		if plain(le.Uint64(p[0:8]))&plain(le.Uint64(p[8:16]))&plain(le.Uint64(p[16:24]))&plain(le.Uint64(p[24:32]))&
+			plain(le.Uint64(p[32:40]))&plain(le.Uint64(p[40:48]))&plain(le.Uint64(p[48:56]))&plain(le.Uint64(p[56:64]))&high != high {
 			break
 		}
 	}
 	for ; j+8 <= len(w); j += 8 {
-		if anyBelow(binary.LittleEndian.Uint64(w[j:j+8]), 0x20) != 0 {
+		if plain(binary.LittleEndian.Uint64(w[j:j+8]))&high != high {
 			break
 		}
 	}
@@ -253,14 +254,19 @@ func controlAt(w []byte) int {
 	return j
 }
 
-const ones = 0x0101010101010101
+// high is the top bit of every byte of a word.
+const high = 0x80 * ones
 
-// anyBelow is non-zero iff a byte of w is below n, for n <= 0x80. Which
-// bits are set does not tell which byte: a borrow can set them above the
-// first such byte.
-func anyBelow(w, n uint64) uint64 {
-	return (w - n*ones) &^ w & (0x80 * ones)
+// plain has the top bit of each byte of w set where that byte is not a
+// control character (not below 0x20), and may have other bits set. With the
+// top bit forced on, subtracting 0x20 borrows from no other byte, and leaves
+// the top bit on exactly where the low seven bits are 0x20 or more; a byte
+// of 0x80 or more is no control character either.
+func plain(w uint64) uint64 {
+	return ((w | high) - 0x20*ones) | w
 }
+
+const ones = 0x0101010101010101
 
 func (s *jsonScan) number() bool {
 	b, i := s.b, s.i
