@@ -493,7 +493,7 @@ func nameIs(raw []byte, field string) bool {
 		}
 		name = []byte(s)
 	}
-	return bytes.EqualFold(name, []byte(field))
+	return string(name) == field || bytes.EqualFold(name, []byte(field))
 }
 
 func isASCII(s string) bool {
@@ -509,6 +509,9 @@ func isASCII(s string) bool {
 // and false if b is not a JSON object or already has field. name is field
 // as a JSON string. The member is written in place when b has room for it.
 func addField(b, name []byte, field, value string) ([]byte, bool) {
+	if skimHas(b, field) {
+		return nil, false // left as it is, so not worth validating
+	}
 	members, present := 0, false
 	if !topLevel(b, func(raw, _ []byte) bool {
 		members++

@@ -33,6 +33,122 @@ func topLevel(b []byte, fn func(name, value []byte) bool) bool {
 	return s.i == len(b)
 }
 
+// skimHas reports whether b, a JSON object, has a top-level member named
+// field (as nameIs matches names), stopping at the first. It validates
+// nothing: for a valid document it is exact, for an invalid one it may say
+// either, which is harmless where it serves: a body it finds the field in
+// is left as it is, and a body that is not valid JSON is left as it is too.
+// Finding a body's own reference this way costs a fraction of validating
+// it, and does not read past the member.
+func skimHas(b []byte, field string) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	ascii := -1 // whether field is ASCII, once asked: then no shorter name is field (see nameIs)
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		end := skipString(b, i)
+		if end < 0 {
+			return false
+		}
+		name := b[i+1 : end-1]
+		if len(name) < len(field) && ascii < 0 {
+			ascii = 0
+			if isASCII(field) {
+				ascii = 1
+			}
+		}
+		if !(len(name) < len(field) && ascii == 1) && nameIs(name, field) {
+			return true
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		if i = skipValue(b, skipSpace(b, i+1)); i < 0 {
+			return false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i // no space, as nearly always
+	}
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i], or -1
+// if it does not end: the first quote after it that an even number of
+// backslashes precedes.
+func skipString(b []byte, i int) int {
+	for j := i + 1; ; {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return -1
+		}
+		j += q
+		k := j
+		for k > i+1 && b[k-1] == '\\' {
+			k--
+		}
+		j++
+		if (j-1-k)%2 == 0 {
+			return j
+		}
+	}
+}
+
+// skipValue returns the index after the value that starts at b[i], or -1:
+// a string, an object or array (its strings skipped, its brackets
+// counted), or anything else up to the next delimiter.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				if i = skipString(b, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	}
+	// A number or a literal: up to a comma, a closing bracket or space.
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] > ' ' {
+		i++
+	}
+	return i
+}
+
 // jsonScan is a validating scanner over one document.
 type jsonScan struct {
 	b     []byte
