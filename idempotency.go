@@ -46,6 +46,10 @@ type IdempotencyTransport struct {
 	next    http.RoundTripper
 	cfg     *config
 	refName []byte // WithReference's field as a JSON string
+
+	// retry is next when it is a retry layer of the same stack, which a
+	// call goes into directly: its RoundTrip would only find the call.
+	retry *RetryTransport
 }
 
 var _ http.RoundTripper = (*IdempotencyTransport)(nil)
@@ -59,6 +63,9 @@ func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *Idempotenc
 
 func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTransport {
 	t := &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	if rt, ok := next.(*RetryTransport); ok && rt.cfg == cfg {
+		t.retry = rt
+	}
 	if cfg.referenceField != "" {
 		t.refName = jsonQuote(cfg.referenceField)
 	}
@@ -222,7 +229,7 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 			}
 		}
 	}
-	resp, err := send(t.next, r)
+	resp, err := t.send(c, r)
 	if err != nil || !t.cfg.resolveDuplicates {
 		return resp, err
 	}
@@ -237,6 +244,14 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		return resp, nil // nothing to resolve, or a body too large to hold while fetching
 	}
 	return t.resolve(c, r, resp), nil
+}
+
+// send passes r, a request of c, to the layers below.
+func (t *IdempotencyTransport) send(c *call, r *http.Request) (*http.Response, error) {
+	if t.retry != nil {
+		return t.retry.roundTrip(c, r)
+	}
+	return send(t.next, r)
 }
 
 // keyFor picks the call's key: one already in a header wins, then the

@@ -21,9 +21,12 @@ type Transport struct {
 	base http.RoundTripper // for requests outside WithHosts
 	cfg  *config
 
-	// rl is the rate-limit layer, whose base the fused path sends on;
-	// fused reports that the options leave it something to skip (see
-	// sendFused).
+	// it and rl are the idempotency and rate-limit layers: the fused
+	// path sends on rl's base, and a call goes into it directly, as its
+	// RoundTrip would check and find what this one has already. fused
+	// reports that the options leave the fused path something to skip
+	// (see fused.go).
+	it    *IdempotencyTransport
 	rl    *RateLimitTransport
 	fused bool
 }
@@ -39,7 +42,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	rl := newRateLimitTransport(base, cfg)
 	rt := newRetryTransport(rl, cfg)
 	it := newIdempotencyTransport(rt, cfg)
-	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg, rl: rl, fused: cfg.fusable() && rl.bucket == nil && rl.limiter == nil}
+	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg, it: it, rl: rl, fused: cfg.fusable() && rl.bucket == nil && rl.limiter == nil}
 }
 
 // WithErrors makes the outermost layer turn a final non-success response
@@ -104,7 +107,7 @@ func (t *Transport) roundTrip(req *http.Request, first *answer) (*http.Response,
 			return nil, h
 		}
 	}
-	resp, err := send(t.next, r)
+	resp, err := t.it.roundTrip(c, r)
 	if !owner {
 		return resp, err
 	}
