@@ -199,7 +199,14 @@ func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, err
 }
 
 func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
-	key, inHeader, err := t.keyFor(c, req)
+	// A call of a key method will most likely have its header copied with
+	// a key added: one look at every header then serves both keyFor and
+	// the copy.
+	h := headerFacts{keyed: true, roomy: true} // what must be assumed unlooked
+	if methodIn(req.Method, t.cfg.keyMethods) {
+		h = lookAtHeader(req.Header, t.cfg.keyHeader)
+	}
+	key, inHeader, err := t.keyFor(c, req, h.keyed)
 	if err != nil {
 		closeBody(req)
 		return nil, &Error{
@@ -214,7 +221,7 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		c.key = key
 		if !inHeader {
 			r = c.own(req)
-			r.Header = withHeader(req.Header, t.cfg.keyHeader, c.keyValue(key))
+			r.Header = headerWith(req.Header, t.cfg.keyHeader, c.keyValue(key), h.roomy)
 		}
 		if t.cfg.referenceField != "" {
 			if r, err = t.injectReference(c, r, key); err != nil {
@@ -254,18 +261,46 @@ func (t *IdempotencyTransport) send(c *call, r *http.Request) (*http.Response, e
 	return send(t.next, r)
 }
 
-// keyFor picks the call's key: one already in a header wins, then the
-// context's, then WithKeyFunc's or a random one for the key methods.
-func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, inHeader bool, err error) {
-	if v := req.Header[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
-		return v[0], true, nil
+// headerKeyOf is the key in h: under the key header (in), else under a
+// standard name, which the call copies to the key header.
+func (t *IdempotencyTransport) headerKeyOf(h http.Header) (key string, in, ok bool) {
+	if v := h[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
+		return v[0], true, true
 	}
 	for _, name := range [...]string{IdempotencyKeyHeader, "X-Idempotency-Key"} {
 		if name == t.cfg.keyHeader {
 			continue // looked at above
 		}
-		if v := req.Header[name]; len(v) > 0 && v[0] != "" {
-			return v[0], false, nil // the caller's, under a standard name: copied to ours
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			return v[0], false, true // the caller's, under a standard name: copied to ours
+		}
+	}
+	return "", false, false
+}
+
+// headerFacts is what a look at every header of a request tells: whether
+// one may hold an idempotency key, and whether a value slice has room
+// beyond its length (see withHeader).
+type headerFacts struct{ keyed, roomy bool }
+
+// lookAtHeader looks at every header of h once.
+func lookAtHeader(h http.Header, keyHeader string) headerFacts {
+	var f headerFacts
+	for k, vv := range h {
+		f.roomy = f.roomy || cap(vv) > len(vv)
+		if len(vv) > 0 && vv[0] != "" && (k == keyHeader || k == IdempotencyKeyHeader || k == "X-Idempotency-Key") {
+			f.keyed = true
+		}
+	}
+	return f
+}
+
+// keyFor picks the call's key: one already in a header wins, then the
+// context's, then WithKeyFunc's or a random one for the key methods.
+func (t *IdempotencyTransport) keyFor(c *call, req *http.Request, keyed bool) (key string, inHeader bool, err error) {
+	if keyed { // else the header holds no key: see lookAtHeader
+		if k, in, ok := t.headerKeyOf(req.Header); ok {
+			return k, in, nil
 		}
 	}
 	if k, _ := req.Context().Value(keyContextKey{}).(string); k != "" {
@@ -379,15 +414,23 @@ func headerKey(h http.Header, name string) string {
 // do) never writes into h: the map is what must not be shared. Copying the
 // values too, as Header.Clone does, cost a third more on every create.
 func withHeader(h http.Header, name string, v []string) http.Header {
+	return headerWith(h, name, v, true)
+}
+
+// headerWith is withHeader for a header whose value slices are known to
+// have no room (roomy false), or may have some.
+func headerWith(h http.Header, name string, v []string, roomy bool) http.Header {
 	// A clone copies a small map's slots at once, where inserting each
 	// key would hash it again; the few values with room are then cut.
 	h2 := maps.Clone(h)
 	if h2 == nil {
 		h2 = make(http.Header, 1)
 	}
-	for k, vv := range h2 {
-		if cap(vv) > len(vv) {
-			h2[k] = vv[:len(vv):len(vv)]
+	if roomy {
+		for k, vv := range h2 {
+			if cap(vv) > len(vv) {
+				h2[k] = vv[:len(vv):len(vv)]
+			}
 		}
 	}
 	h2[name] = v
