@@ -193,6 +193,11 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
+	return t.roundTrip(req)
+}
+
+// roundTrip admits and sends req, a request the policy covers.
+func (t *RateLimitTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	// A quiet transport has nothing that could hold req back: its scope is
 	// looked up only if the answer has something to teach it.
 	var s *scope

@@ -29,6 +29,11 @@ type RetryTransport struct {
 	base http.RoundTripper
 	cfg  *config
 
+	// rl is base when it is a rate-limit layer of the same stack, which
+	// an attempt goes into directly: its RoundTrip would only check the
+	// hosts again.
+	rl *RateLimitTransport
+
 	// netHTTP: the requests go to net/http's Transport, which reports in
 	// a client trace every connection it gets for a request.
 	netHTTP bool
@@ -49,7 +54,11 @@ func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
 		below = rl.base
 	}
 	_, netHTTP := below.(*http.Transport)
-	return &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
+	t := &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
+	if rl, ok := base.(*RateLimitTransport); ok && rl.cfg == cfg {
+		t.rl = rl
+	}
+	return t
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
@@ -229,12 +238,18 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	if x != nil {
 		x.conns.Store(0)
 	}
-	resp, err := send(rt.t.base, r)
+	var resp *http.Response
+	var err error
+	if rl := rt.t.rl; rl != nil {
+		resp, err = rl.roundTrip(r)
+	} else {
+		resp, err = send(rt.t.base, r)
+	}
 	if x != nil {
 		// Without a connection, nothing of the attempt left (a dial, a TLS
 		// handshake or a wait for a free connection failed or was cut
 		// short); only a base known to report connections tells.
-		x.unsent = err != nil && x.trace != nil && rt.t.netHTTP && x.conns.Load() == 0
+		x.unsent = err != nil && x.trace.Load() != nil && rt.t.netHTTP && x.conns.Load() == 0
 	}
 	if c.resent(resp, err) {
 		c.maybeSent = true

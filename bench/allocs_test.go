@@ -42,8 +42,8 @@ func TestHotPathAllocations(t *testing.T) {
 		extra float64
 	}{
 		{"GET", get, bench.Ours(cannedOK), 0},
-		{"POST with a key", post, bench.Ours(cannedOK), 4},
-		{"POST with WithReference", post, bench.Ours(cannedOK, spotflowhttp.WithReference("reference")), 7},
+		{"POST with a key", post, bench.Ours(cannedOK), 3},
+		{"POST with WithReference", post, bench.Ours(cannedOK, spotflowhttp.WithReference("reference")), 6},
 	} {
 		b := testing.AllocsPerRun(200, c.do(bare))
 		o := testing.AllocsPerRun(200, c.do(c.ours))
