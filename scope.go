@@ -79,20 +79,17 @@ type scopes struct {
 	evict sync.Mutex
 
 	// busy counts the pauses, releases and halts set in the registry's
-	// scopes, and spent the host budgets with a retry spent: while both are
-	// 0, a call that goes out at once and succeeds at once has nothing to
-	// wait for and nothing to earn back, so NewTransport's fused path sends
-	// it without looking its scope up. Each is raised before the change it
-	// counts and lowered after the change back, so it is never below the
-	// true count; at worst a call takes the full path for nothing.
+	// scopes: while it is 0 nothing can hold a call back, so NewTransport's
+	// fused path and a quiet rate-limit layer send without looking the
+	// scope up. spent counts the host budgets with a retry spent: while it
+	// is 0, a success at the first attempt has nothing to earn back. Each
+	// is raised before the change it counts and lowered after the change
+	// back, so it is never below the true count: at worst a call takes the
+	// full path for nothing. (A scope forgotten by shrink while it holds a
+	// pause keeps its count until a call that still holds it ends the
+	// pause; until then the registry's calls take the full path.)
 	busy  atomic.Int64
 	spent atomic.Int64
-}
-
-// idle reports whether no scope of the registry holds a pause, a release or
-// a halt, and no host budget has a retry spent (see busy).
-func (r *scopes) idle() bool {
-	return r.busy.Load() == 0 && r.spent.Load() == 0
 }
 
 // extendPause makes sure the pause *p of s (its cool-down or hold) lasts at
