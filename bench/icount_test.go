@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -19,6 +20,29 @@ const (
 	icountBudgetPOST      = 4000
 	icountBudgetReference = 8000
 )
+
+// cmd/icount refuses bad usage with one line on stderr and status 2, and
+// -h lists its flags with status 0; neither needs valgrind.
+func TestICountUsage(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "icount")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/icount").CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/icount: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"-clients", "bare,nope"}, {"-methods", "PUT"}, {"-n", "0"}, {"extra"}, {"-child", "bare:GET"}} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || bytes.Count(stderr.Bytes(), []byte("\n")) != 1 {
+			t.Errorf("icount %v: %v, stderr %q; want status 2 and one line", args, err, stderr.String())
+		}
+	}
+	out, err := exec.Command(bin, "-h").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("-repeat")) {
+		t.Errorf("icount -h: %v\n%s", err, out)
+	}
+}
 
 // icountRow is a line of cmd/icount -json.
 type icountRow struct {

@@ -126,6 +126,9 @@ func main() {
 	repeat := fs.Int("repeat", 3, "runs of each count, of which the least is kept: what else the runtime does under valgrind only adds")
 	child := fs.String("child", "", "internal: make the calls of one run, as CLIENT:METHOD:CALLS")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
 	if *child != "" {
