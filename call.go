@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -35,6 +36,11 @@ type call struct {
 
 	scope *scope // the scope of the call's host and credential, once looked up
 
+	// first is the answer to the call's first attempt when NewTransport's
+	// fused path sent it before the call began; the rate-limit layer takes
+	// it in place of sending (see fused.go).
+	first *answer
+
 	// x is the state only some calls need, nil for the others; when begin
 	// knows a call needs it, it lives in the same allocation as the call.
 	// Keeping it out of call keeps a GET's one allocation small.
@@ -46,17 +52,23 @@ type call struct {
 type callExtra struct {
 	start time.Time // when the call began, if an observer wants its duration
 
-	// trace watches a keyed create for net/http resending it on its own
-	// (see traceResends), nil for other calls. Its hook runs on net/http's
-	// goroutines: hence the atomic.
-	trace  *httptrace.ClientTrace
-	room   httptrace.ClientTrace // what trace points to, once set
-	conns  atomic.Int32          // connections net/http got for the current attempt
-	unsent bool                  // the last attempt failed before net/http had a connection for it
+	// watch: the call is a keyed create, which watches for net/http
+	// resending it on its own (see traceResends). Its client trace is
+	// built when net/http asks for it (traceOnce), so a base that never
+	// asks costs nothing; trace is then room, nil before. The trace's hook
+	// runs on net/http's goroutines, and a context may be asked from any:
+	// hence the atomics.
+	watch     bool
+	traceOnce sync.Once
+	trace     atomic.Pointer[httptrace.ClientTrace]
+	room      httptrace.ClientTrace
+	conns     atomic.Int32 // connections net/http got for the current attempt
+	unsent    bool         // the last attempt failed before net/http had a connection for it
 
 	journal *journalCall // the call's journal entry, nil if none
 
 	keyValue [1]string // the value of the key header the call sets
+	keyBytes [32]byte  // the key the call made, if it made one (see call.newKey)
 }
 
 // extra returns the call's extra state, making it if the call has none.
@@ -93,8 +105,12 @@ func (c *call) Value(k any) any {
 	case callKey{}:
 		return c
 	case traceKey:
-		if c.x != nil && c.x.trace != nil {
-			return c.x.trace
+		if x := c.x; x != nil && x.watch {
+			x.traceOnce.Do(func() {
+				user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace)
+				x.buildTrace(user)
+			})
+			return x.trace.Load()
 		}
 	}
 	return c.Context.Value(k)
@@ -131,12 +147,17 @@ func (p *keyProbe) Value(k any) any {
 // The same count tells an attempt that failed before it had a connection,
 // so was never sent. Hooks already in the caller's context still run.
 func (c *call) traceResends() {
-	x := c.extra()
-	if traceKey == nil || x.trace != nil {
-		return
+	if traceKey != nil {
+		c.extra().watch = true
 	}
+}
+
+// buildTrace makes the client trace of a call that watches for resends,
+// when net/http first asks for it: the caller's hooks, if any, with a
+// GotConn that counts connections.
+func (x *callExtra) buildTrace(user *httptrace.ClientTrace) {
 	t := &x.room
-	if user, _ := c.Context.Value(traceKey).(*httptrace.ClientTrace); user != nil {
+	if user != nil {
 		*t = *user
 	}
 	got := t.GotConn
@@ -146,7 +167,7 @@ func (c *call) traceResends() {
 			got(info)
 		}
 	}
-	x.trace = t
+	x.trace.Store(t)
 }
 
 // extendedCall is a call with its extra state in the same allocation.

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/bits"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // IdempotencyKeyHeader is the header that carries a call's idempotency key.
@@ -41,6 +46,10 @@ type IdempotencyTransport struct {
 	next    http.RoundTripper
 	cfg     *config
 	refName []byte // WithReference's field as a JSON string
+
+	// retry is next when it is a retry layer of the same stack, which a
+	// call goes into directly: its RoundTrip would only find the call.
+	retry *RetryTransport
 }
 
 var _ http.RoundTripper = (*IdempotencyTransport)(nil)
@@ -54,6 +63,9 @@ func NewIdempotencyTransport(base http.RoundTripper, opts ...Option) *Idempotenc
 
 func newIdempotencyTransport(next http.RoundTripper, cfg *config) *IdempotencyTransport {
 	t := &IdempotencyTransport{next: baseOrDefault(next), cfg: cfg}
+	if rt, ok := next.(*RetryTransport); ok && rt.cfg == cfg {
+		t.retry = rt
+	}
 	if cfg.referenceField != "" {
 		t.refName = jsonQuote(cfg.referenceField)
 	}
@@ -187,7 +199,14 @@ func (t *IdempotencyTransport) RoundTrip(req *http.Request) (*http.Response, err
 }
 
 func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
-	key, inHeader, err := t.keyFor(c, req)
+	// A call of a key method will most likely have its header copied with
+	// a key added: one look at every header then serves both keyFor and
+	// the copy.
+	h := headerFacts{keyed: true, roomy: true} // what must be assumed unlooked
+	if methodIn(req.Method, t.cfg.keyMethods) {
+		h = lookAtHeader(req.Header, t.cfg.keyHeader)
+	}
+	key, inHeader, err := t.keyFor(c, req, h.keyed)
 	if err != nil {
 		closeBody(req)
 		return nil, &Error{
@@ -202,7 +221,7 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 		c.key = key
 		if !inHeader {
 			r = c.own(req)
-			r.Header = withHeader(req.Header, t.cfg.keyHeader, c.keyValue(key))
+			r.Header = headerWith(req.Header, t.cfg.keyHeader, c.keyValue(key), h.roomy)
 		}
 		if t.cfg.referenceField != "" {
 			if r, err = t.injectReference(c, r, key); err != nil {
@@ -217,7 +236,7 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 			}
 		}
 	}
-	resp, err := send(t.next, r)
+	resp, err := t.send(c, r)
 	if err != nil || !t.cfg.resolveDuplicates {
 		return resp, err
 	}
@@ -234,18 +253,54 @@ func (t *IdempotencyTransport) roundTrip(c *call, req *http.Request) (*http.Resp
 	return t.resolve(c, r, resp), nil
 }
 
-// keyFor picks the call's key: one already in a header wins, then the
-// context's, then WithKeyFunc's or a random one for the key methods.
-func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, inHeader bool, err error) {
-	if v := req.Header[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
-		return v[0], true, nil
+// send passes r, a request of c, to the layers below.
+func (t *IdempotencyTransport) send(c *call, r *http.Request) (*http.Response, error) {
+	if t.retry != nil {
+		return t.retry.roundTrip(c, r)
+	}
+	return send(t.next, r)
+}
+
+// headerKeyOf is the key in h: under the key header (in), else under a
+// standard name, which the call copies to the key header.
+func (t *IdempotencyTransport) headerKeyOf(h http.Header) (key string, in, ok bool) {
+	if v := h[t.cfg.keyHeader]; len(v) > 0 && v[0] != "" {
+		return v[0], true, true
 	}
 	for _, name := range [...]string{IdempotencyKeyHeader, "X-Idempotency-Key"} {
 		if name == t.cfg.keyHeader {
 			continue // looked at above
 		}
-		if v := req.Header[name]; len(v) > 0 && v[0] != "" {
-			return v[0], false, nil // the caller's, under a standard name: copied to ours
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			return v[0], false, true // the caller's, under a standard name: copied to ours
+		}
+	}
+	return "", false, false
+}
+
+// headerFacts is what a look at every header of a request tells: whether
+// one may hold an idempotency key, and whether a value slice has room
+// beyond its length (see withHeader).
+type headerFacts struct{ keyed, roomy bool }
+
+// lookAtHeader looks at every header of h once.
+func lookAtHeader(h http.Header, keyHeader string) headerFacts {
+	var f headerFacts
+	for k, vv := range h {
+		f.roomy = f.roomy || cap(vv) > len(vv)
+		if len(vv) > 0 && vv[0] != "" && (k == keyHeader || k == IdempotencyKeyHeader || k == "X-Idempotency-Key") {
+			f.keyed = true
+		}
+	}
+	return f
+}
+
+// keyFor picks the call's key: one already in a header wins, then the
+// context's, then WithKeyFunc's or a random one for the key methods.
+func (t *IdempotencyTransport) keyFor(c *call, req *http.Request, keyed bool) (key string, inHeader bool, err error) {
+	if keyed { // else the header holds no key: see lookAtHeader
+		if k, in, ok := t.headerKeyOf(req.Header); ok {
+			return k, in, nil
 		}
 	}
 	if k, _ := req.Context().Value(keyContextKey{}).(string); k != "" {
@@ -262,17 +317,69 @@ func (t *IdempotencyTransport) keyFor(c *call, req *http.Request) (key string, i
 			return k, false, err
 		}
 	}
-	return newKey(), false, nil
+	return c.newKey(), false, nil
 }
 
-// newKey returns 128 bits from crypto/rand as 32 hex digits: safe in a
+// newKey returns a new key of 128 random bits as 32 hex digits: safe in a
 // header, a JSON string and a Spotflow reference.
 func newKey() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails; see crypto/rand.Read
 	var s [32]byte
-	hex.Encode(s[:], b[:])
+	drawKey(&s)
 	return string(s[:])
+}
+
+// newKey returns a new key for the call, held in its extra state when it
+// has some, so that the key costs no allocation of its own.
+func (c *call) newKey() string {
+	if c.x == nil {
+		return newKey()
+	}
+	b := &c.x.keyBytes
+	drawKey(b)
+	// b is written once, here, and never again: the string may alias it,
+	// and keeps the call's allocation alive as long as it is held.
+	return unsafe.String(&b[0], len(b))
+}
+
+// keyStream draws keys from a ChaCha8 stream seeded with 256 bits from
+// crypto/rand when the first key is made: 128 bits of it are as
+// unpredictable as 128 bits of crypto/rand to anyone without the seed, which
+// never leaves the process, and cost a tenth as much. The mutex makes it
+// safe for concurrent use; it is held for two words of the stream.
+var keyStream struct {
+	sync.Mutex
+	r *mrand.ChaCha8
+}
+
+// drawKey writes 128 bits of the key stream into s as 32 hex digits.
+func drawKey(s *[32]byte) {
+	keyStream.Lock()
+	if keyStream.r == nil {
+		var seed [32]byte
+		rand.Read(seed[:]) // never fails; see crypto/rand.Read
+		keyStream.r = mrand.NewChaCha8(seed)
+	}
+	a, b := keyStream.r.Uint64(), keyStream.r.Uint64()
+	keyStream.Unlock()
+	binary.LittleEndian.PutUint64(s[0:8], hex8(uint32(a>>32)))
+	binary.LittleEndian.PutUint64(s[8:16], hex8(uint32(a)))
+	binary.LittleEndian.PutUint64(s[16:24], hex8(uint32(b>>32)))
+	binary.LittleEndian.PutUint64(s[24:32], hex8(uint32(b)))
+}
+
+// hex8 is x as 8 lower-case hex digits, most significant first, in the
+// bytes of a little-endian word: all eight digits at once.
+func hex8(x uint32) uint64 {
+	v := uint64(x)
+	// Spread the nibbles to one a byte, most significant in the lowest.
+	v = (v | v<<16) & 0x0000ffff0000ffff
+	v = (v | v<<8) & 0x00ff00ff00ff00ff
+	v = (v | v<<4) & 0x0f0f0f0f0f0f0f0f
+	v = bits.ReverseBytes64(v)
+	// '0'+n for n < 10, 'a'+n-10 above: add 39 more where n+6 carries
+	// into bit 4.
+	tens := (v + 0x0606060606060606) >> 4 & 0x0101010101010101
+	return v + 0x3030303030303030 + tens*39
 }
 
 func methodIn(m string, set []string) bool {
@@ -287,7 +394,7 @@ func methodIn(m string, set []string) bool {
 // headerKey returns the idempotency key in h under name, Idempotency-Key or
 // X-Idempotency-Key.
 func headerKey(h http.Header, name string) string {
-	if name != "" {
+	if name != "" && name != IdempotencyKeyHeader {
 		if v := h[name]; len(v) > 0 && v[0] != "" {
 			return v[0]
 		}
@@ -307,9 +414,24 @@ func headerKey(h http.Header, name string) string {
 // do) never writes into h: the map is what must not be shared. Copying the
 // values too, as Header.Clone does, cost a third more on every create.
 func withHeader(h http.Header, name string, v []string) http.Header {
-	h2 := make(http.Header, len(h)+1)
-	for k, vv := range h {
-		h2[k] = vv[:len(vv):len(vv)]
+	return headerWith(h, name, v, true)
+}
+
+// headerWith is withHeader for a header whose value slices are known to
+// have no room (roomy false), or may have some.
+func headerWith(h http.Header, name string, v []string, roomy bool) http.Header {
+	// A clone copies a small map's slots at once, where inserting each
+	// key would hash it again; the few values with room are then cut.
+	h2 := maps.Clone(h)
+	if h2 == nil {
+		h2 = make(http.Header, 1)
+	}
+	if roomy {
+		for k, vv := range h2 {
+			if cap(vv) > len(vv) {
+				h2[k] = vv[:len(vv):len(vv)]
+			}
+		}
 	}
 	h2[name] = v
 	return h2
@@ -416,6 +538,11 @@ func readBody(r *http.Request) ([]byte, bool) {
 // nameIs reports whether a raw member name, escapes and all, is field in any
 // case, as Go's encoding/json matches names.
 func nameIs(raw []byte, field string) bool {
+	if len(raw) < len(field) && isASCII(field) {
+		// Escapes only shorten a name, and what folds to an ASCII letter
+		// is at least as long: no shorter name can be field.
+		return false
+	}
 	name := raw
 	if bytes.IndexByte(raw, '\\') >= 0 {
 		var s string
@@ -424,13 +551,25 @@ func nameIs(raw []byte, field string) bool {
 		}
 		name = []byte(s)
 	}
-	return bytes.EqualFold(name, []byte(field))
+	return string(name) == field || bytes.EqualFold(name, []byte(field))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // addField returns b with "field":"value" added as the object's last member,
 // and false if b is not a JSON object or already has field. name is field
 // as a JSON string. The member is written in place when b has room for it.
 func addField(b, name []byte, field, value string) ([]byte, bool) {
+	if skimHas(b, field) {
+		return nil, false // left as it is, so not worth validating
+	}
 	members, present := 0, false
 	if !topLevel(b, func(raw, _ []byte) bool {
 		members++

@@ -59,6 +59,8 @@ func TestKeyChoice(t *testing.T) {
 		{"GET gets none", "GET", "", nil, nil, ""},
 		{"PUT gets none", "PUT", "", nil, nil, ""},
 		{"caller's header wins", "POST", "mine", ctxKey, nil, "mine"},
+		{"caller's X-Idempotency-Key wins", "POST", "X-Idempotency-Key: theirs", ctxKey, nil, "theirs"},
+		{"caller's X-Idempotency-Key on GET", "GET", "X-Idempotency-Key: theirs", nil, nil, "theirs"},
 		{"context key", "POST", "", ctxKey, nil, "order-42"},
 		{"context key on GET", "GET", "", ctxKey, nil, "order-42"},
 		{"key func", "POST", "", nil, []spotflowhttp.Option{spotflowhttp.WithKeyFunc(func(r *http.Request) (string, error) { return "from-func", nil })}, "from-func"},
@@ -75,7 +77,9 @@ func TestKeyChoice(t *testing.T) {
 				ctx = context.Background()
 			}
 			req, _ := http.NewRequestWithContext(ctx, tt.method, "https://api.spotflow.co/api/v1/payments", strings.NewReader(`{"a":1}`))
-			if tt.header != "" {
+			if name, v, ok := strings.Cut(tt.header, ": "); ok {
+				req.Header.Set(name, v)
+			} else if tt.header != "" {
 				req.Header.Set("Idempotency-Key", tt.header)
 			}
 			resp, err := spotflowhttp.NewTransport(rec, tt.opts...).RoundTrip(req)

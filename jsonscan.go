@@ -21,7 +21,7 @@ const maxJSONDepth = 10000
 // top-level member until fn returns false. It reports whether b is a valid
 // JSON object.
 func topLevel(b []byte, fn func(name, value []byte) bool) bool {
-	s := jsonScan{b: b}
+	s := jsonScan{b: b, quote: -1, slash: -1}
 	s.space()
 	if s.peek() != '{' {
 		return false
@@ -33,11 +33,132 @@ func topLevel(b []byte, fn func(name, value []byte) bool) bool {
 	return s.i == len(b)
 }
 
+// skimHas reports whether b, a JSON object, has a top-level member named
+// field (as nameIs matches names), stopping at the first. It validates
+// nothing: for a valid document it is exact, for an invalid one it may say
+// either, which is harmless where it serves: a body it finds the field in
+// is left as it is, and a body that is not valid JSON is left as it is too.
+// Finding a body's own reference this way costs a fraction of validating
+// it, and does not read past the member.
+func skimHas(b []byte, field string) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	ascii := -1 // whether field is ASCII, once asked: then no shorter name is field (see nameIs)
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		end := skipString(b, i)
+		if end < 0 {
+			return false
+		}
+		name := b[i+1 : end-1]
+		if len(name) < len(field) && ascii < 0 {
+			ascii = 0
+			if isASCII(field) {
+				ascii = 1
+			}
+		}
+		if !(len(name) < len(field) && ascii == 1) && nameIs(name, field) {
+			return true
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		if i = skipValue(b, skipSpace(b, i+1)); i < 0 {
+			return false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i // no space, as nearly always
+	}
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i], or -1
+// if it does not end: the first quote after it that an even number of
+// backslashes precedes.
+func skipString(b []byte, i int) int {
+	for j := i + 1; ; {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return -1
+		}
+		j += q
+		k := j
+		for k > i+1 && b[k-1] == '\\' {
+			k--
+		}
+		j++
+		if (j-1-k)%2 == 0 {
+			return j
+		}
+	}
+}
+
+// skipValue returns the index after the value that starts at b[i], or -1:
+// a string, an object or array (its strings skipped, its brackets
+// counted), or anything else up to the next delimiter.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				if i = skipString(b, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	}
+	// A number or a literal: up to a comma, a closing bracket or space.
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] > ' ' {
+		i++
+	}
+	return i
+}
+
 // jsonScan is a validating scanner over one document.
 type jsonScan struct {
 	b     []byte
 	i     int
 	depth int
+
+	// The next quote and backslash at or after where they were last
+	// looked for (len(b) if none), so that each is searched for once over
+	// the document, however many strings it has.
+	quote, slash int
 }
 
 func (s *jsonScan) peek() byte {
@@ -195,49 +316,73 @@ func (s *jsonScan) string() bool {
 		case c < 0x20:
 			return false
 		default:
-			i = plainRun(b, i+1)
+			i = s.plainRun(i + 1)
 		}
 	}
 	return false
 }
 
 // plainRun returns the index of the first byte at or after i that ends a
-// run of plain string bytes (a quote, a backslash or a control character)
-// within the next 256 bytes, or the end of those. Payment bodies are mostly
-// long plain strings: a byte at a time, this was the reference path's
-// largest cost. It finds the next quote or backslash with bytes.IndexByte,
-// in a window so that a string of many escapes costs linear time, then
-// checks the run before it for control characters sixteen bytes at a time.
-func plainRun(b []byte, i int) int {
-	w := b[i:min(len(b), i+256)]
-	end := len(w)
-	if q := bytes.IndexByte(w, '"'); q >= 0 {
-		end = q
+// run of plain string bytes: a quote, a backslash or a control character,
+// or len(b). Payment bodies are mostly long plain strings: a byte at a
+// time, this was the reference path's largest cost. It finds the next quote
+// and backslash with bytes.IndexByte, remembering where they are, then
+// checks the run before them for control characters 32 bytes at a time.
+func (s *jsonScan) plainRun(i int) int {
+	b := s.b
+	if s.quote < i {
+		s.quote = indexFrom(b, i, '"')
 	}
-	if q := bytes.IndexByte(w[:end], '\\'); q >= 0 {
-		end = q
+	if s.slash < i {
+		s.slash = indexFrom(b, i, '\\')
 	}
+	return i + controlAt(b[i:min(s.quote, s.slash)])
+}
+
+// indexFrom is the index of the first c in b at or after i, or len(b).
+func indexFrom(b []byte, i int, c byte) int {
+	if j := bytes.IndexByte(b[i:], c); j >= 0 {
+		return i + j
+	}
+	return len(b)
+}
+
+// controlAt is the index of the first control character (below 0x20) in w,
+// or len(w). It looks at 64 bytes a step (see plain).
+func controlAt(w []byte) int {
 	j := 0
-	for ; j+16 <= end; j += 16 {
-		v := w[j : j+16]
-		if anyBelow(binary.LittleEndian.Uint64(v), 0x20)|anyBelow(binary.LittleEndian.Uint64(v[8:]), 0x20) != 0 {
+	for ; j+64 <= len(w); j += 64 {
+		p := (*[64]byte)(w[j : j+64])
+		le := binary.LittleEndian
+		if plain(le.Uint64(p[0:8]))&plain(le.Uint64(p[8:16]))&plain(le.Uint64(p[16:24]))&plain(le.Uint64(p[24:32]))&
+			plain(le.Uint64(p[32:40]))&plain(le.Uint64(p[40:48]))&plain(le.Uint64(p[48:56]))&plain(le.Uint64(p[56:64]))&high != high {
 			break
 		}
 	}
-	for j < end && w[j] >= 0x20 {
+	for ; j+8 <= len(w); j += 8 {
+		if plain(binary.LittleEndian.Uint64(w[j:j+8]))&high != high {
+			break
+		}
+	}
+	for j < len(w) && w[j] >= 0x20 {
 		j++
 	}
-	return i + j
+	return j
+}
+
+// high is the top bit of every byte of a word.
+const high = 0x80 * ones
+
+// plain has the top bit of each byte of w set where that byte is not a
+// control character (not below 0x20), and may have other bits set. With the
+// top bit forced on, subtracting 0x20 borrows from no other byte, and leaves
+// the top bit on exactly where the low seven bits are 0x20 or more; a byte
+// of 0x80 or more is no control character either.
+func plain(w uint64) uint64 {
+	return ((w | high) - 0x20*ones) | w
 }
 
 const ones = 0x0101010101010101
-
-// anyBelow is non-zero iff a byte of w is below n, for n <= 0x80. Which
-// bits are set does not tell which byte: a borrow can set them above the
-// first such byte.
-func anyBelow(w, n uint64) uint64 {
-	return (w - n*ones) &^ w & (0x80 * ones)
-}
 
 func (s *jsonScan) number() bool {
 	b, i := s.b, s.i

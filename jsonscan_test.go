@@ -49,6 +49,32 @@ func FuzzTopLevel(f *testing.F) {
 }
 
 // Nesting deeper than encoding/json's limit is invalid to both.
+// On a valid JSON object, skimHas finds a top-level member named field
+// exactly when the validating scan does: it may skip validation, never the
+// answer.
+func FuzzSkimHas(f *testing.F) {
+	for _, s := range []string{`{}`, `{"reference":"r"}`, `{"a":"x\"","reference":1}`, `{"a":"\\","Reference":1}`,
+		`{"a":{"reference":1}}`, `{"a":["reference"],"b":"reference"}`, `{"refer\u0065nce":"r"}`, `{"a":"\\\"}"}`,
+		` { "a" : [ {"b":"]"} , "}" ] , "REFERENCE" : null } `, `{"a":1e5,"b":true,"c":null,"reference":-0.5}`,
+		`{"a":{"b":{"c":[[]]}},"d":"x"}`, `{"\u017fReference":1}`, `{"ref":1}`, `{"referencex":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, field := range []string{"reference", "ref", "K"} {
+			present := false
+			if !topLevel(b, func(name, _ []byte) bool {
+				present = present || nameIs(name, field)
+				return true
+			}) {
+				return // not a valid object: skimHas may say either
+			}
+			if got := skimHas(b, field); got != present {
+				t.Fatalf("skimHas(%q, %q) = %v, the validating scan says %v", b, field, got, present)
+			}
+		}
+	})
+}
+
 func TestTopLevelDepth(t *testing.T) {
 	for _, depth := range []int{maxJSONDepth, maxJSONDepth + 1} {
 		b := []byte(strings.Repeat(`{"a":`, depth-1) + `[1]` + strings.Repeat(`}`, depth-1))

@@ -360,15 +360,18 @@ func outcomeOf(e *Error, hasResponse bool) CallOutcome {
 // retries included: 1 for a call that succeeded at once, 3 for one that
 // succeeded on its third attempt. Unlike [ErrorOf], it answers for
 // successes too. It works on responses whose body another transport has
-// wrapped, and returns 0 for nil or a response that did not come through
-// this package's layers.
+// wrapped. A response the stack holds no record of, such as a success to
+// the first attempt of a call [NewTransport] sent unchanged (which it does
+// not copy to annotate), or one that did not come through this package's
+// layers, counts 1: its request was sent once. It returns 0 for nil and for
+// a response without a request.
 func AttemptsOf(resp *http.Response) int {
-	if resp == nil {
+	if resp == nil || resp.Request == nil {
 		return 0
 	}
 	c := callOf(resp.Request)
 	if c == nil {
-		return 0
+		return 1
 	}
 	return max(int(c.attempts), 1) // a response was obtained, so something was sent
 }

@@ -635,9 +635,14 @@ func TestAttemptsOf(t *testing.T) {
 	if n := spotflowhttp.AttemptsOf(resp); n != 1 {
 		t.Errorf("wrapped: AttemptsOf = %d, want 1", n)
 	}
+	// A response the stack has no record of was sent once; one without a
+	// request tells nothing.
 	plain := &http.Response{StatusCode: 200, Request: mustRequest(t, "GET", verifyURL, "")}
-	if n := spotflowhttp.AttemptsOf(plain); n != 0 {
-		t.Errorf("not from the stack: AttemptsOf = %d, want 0", n)
+	if n := spotflowhttp.AttemptsOf(plain); n != 1 {
+		t.Errorf("not from the stack: AttemptsOf = %d, want 1", n)
+	}
+	if n := spotflowhttp.AttemptsOf(&http.Response{StatusCode: 200}); n != 0 {
+		t.Errorf("no request: AttemptsOf = %d, want 0", n)
 	}
 	if n := spotflowhttp.AttemptsOf(nil); n != 0 {
 		t.Errorf("nil: AttemptsOf = %d, want 0", n)

@@ -158,6 +158,10 @@ type RateLimitTransport struct {
 	cfg     *config
 	bucket  *rate.Limiter
 	limiter Limiter
+
+	// unpaced: no limiter of any kind, and nothing (an observer, a
+	// journal) that wants every call's scope
+	unpaced bool
 }
 
 var _ http.RoundTripper = (*RateLimitTransport)(nil)
@@ -180,6 +184,7 @@ func newRateLimitTransport(base http.RoundTripper, cfg *config) *RateLimitTransp
 	} else {
 		t.limiter = l.limiter
 	}
+	t.unpaced = cfg.fusable() && t.bucket == nil && t.limiter == nil
 	return t
 }
 
@@ -188,8 +193,25 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
-	s := t.cfg.scopes.scopeOf(req)
+	return t.roundTrip(req)
+}
+
+// roundTrip admits and sends req, a request the policy covers.
+func (t *RateLimitTransport) roundTrip(req *http.Request) (*http.Response, error) {
+	// A quiet transport has nothing that could hold req back: its scope is
+	// looked up only if the answer has something to teach it.
+	var s *scope
+	if !t.quiet() {
+		s = t.cfg.scopes.scopeOf(req)
+	}
 	lim := t.limiterFor(req)
+	if a, ok := firstAnswer(req); ok {
+		// Sent by NewTransport's fused path, which admitted it.
+		if a.err == nil {
+			t.observe(req, s, lim, a.resp, time.Time{})
+		}
+		return a.resp, a.err
+	}
 	if err := t.admit(req, s, lim); err != nil {
 		closeBody(req)
 		if c := callOf(req); c != nil && c.attempts > 0 {
@@ -198,7 +220,7 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	var sent time.Time
-	if s.adaptive != nil {
+	if s != nil && s.adaptive != nil {
 		sent = t.cfg.clock.Now()
 	}
 	if o := t.cfg.obs; o != nil && o.AttemptSent != nil {
@@ -209,6 +231,12 @@ func (t *RateLimitTransport) RoundTrip(req *http.Request) (*http.Response, error
 		t.observe(req, s, lim, resp, sent)
 	}
 	return resp, err
+}
+
+// quiet reports whether nothing can hold a request back: no limiter is
+// configured and no scope holds a pause, a release or a halt.
+func (t *RateLimitTransport) quiet() bool {
+	return t.unpaced && t.cfg.scopes.busy.Load() == 0
 }
 
 // limiterFor is the Limiter of yours that paces req, nil if none.
@@ -228,6 +256,9 @@ func (t *RateLimitTransport) admit(req *http.Request, s *scope, lim Limiter) err
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		return &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
+	}
+	if s == nil {
+		return nil // quiet
 	}
 	var waited time.Duration // on pauses, which the cap bounds as a whole
 	for {
@@ -302,7 +333,7 @@ func (t *RateLimitTransport) release(req *http.Request, s *scope, waited bool) e
 		return nil
 	}
 	if !waited && r.lim.TokensAt(t.cfg.clock.Now()) >= 1 {
-		s.release.CompareAndSwap(r, nil) // nobody is waiting for a turn
+		s.endRelease(r) // nobody is waiting for a turn
 		return nil
 	}
 	return t.reserve(req, r.kind, r.lim)
@@ -339,8 +370,8 @@ func (t *RateLimitTransport) waitPauses(req *http.Request, s *scope, w time.Dura
 		d := time.Duration(u - now.UnixNano())
 		if d <= 0 {
 			// Over: back to the fast path.
-			s.coolUntil.CompareAndSwap(u, 0)
-			s.holdUntil.CompareAndSwap(u, 0)
+			s.endPause(&s.coolUntil, u)
+			s.endPause(&s.holdUntil, u)
 			if max(s.coolUntil.Load(), s.holdUntil.Load()) <= now.UnixNano() {
 				return w, nil
 			}
@@ -405,15 +436,28 @@ func (t *RateLimitTransport) wait(req *http.Request, kind RateLimitKind, now tim
 // X-RateLimit-Remaining its hold; adaptive mode counts admissions and
 // throttles.
 func (t *RateLimitTransport) observe(req *http.Request, s *scope, lim Limiter, resp *http.Response, sent time.Time) {
+	if s == nil { // quiet: only a 429 or an empty bank has something to teach
+		if resp.StatusCode != http.StatusTooManyRequests && !emptyBank(resp.Header) {
+			return
+		}
+		s = t.cfg.scopes.scopeOf(req)
+	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.learnFrom429(req, s, lim, resp, sent)
 	} else if s.adaptive != nil {
 		t.learnFromAdmission(s, resp.Header, sent)
 	}
-	// Canonical keys: no allocation on the hot path.
-	if rem := resp.Header["X-Ratelimit-Remaining"]; len(rem) > 0 && strings.TrimSpace(rem[0]) == "0" {
+	if emptyBank(resp.Header) {
 		t.learnFromEmptyBank(req, s, lim, resp, sent)
 	}
+}
+
+// emptyBank reports whether h says no request is left: X-RateLimit-Remaining
+// 0.
+func emptyBank(h http.Header) bool {
+	// Canonical key: no allocation on the hot path.
+	rem := h["X-Ratelimit-Remaining"]
+	return len(rem) > 0 && strings.TrimSpace(rem[0]) == "0"
 }
 
 // learnFrom429 obeys a 429's Retry-After with a cool-down of s, and
@@ -477,7 +521,7 @@ func (t *RateLimitTransport) learnFromEmptyBank(req *http.Request, s *scope, lim
 // if that moved the pause; a Limiter that wants to know; the release of
 // the requests it holds back.
 func (t *RateLimitTransport) startPause(req *http.Request, s *scope, lim Limiter, kind RateLimitKind, p *atomic.Int64, now, until time.Time, resp *http.Response) {
-	if extend(p, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
+	if s.extendPause(p, until) && t.cfg.obs != nil && t.cfg.obs.CoolDownStarted != nil {
 		t.cfg.coolDownStarted(req, kind, now, until, resp)
 	}
 	tellLimiter(req.Context(), lim, until)
@@ -494,7 +538,7 @@ func (t *RateLimitTransport) armRelease(s *scope, lim Limiter, kind RateLimitKin
 		return
 	}
 	if r := statedRate(h, now); r > 0 {
-		s.release.Store(&releaser{rate.NewLimiter(r, 1), kind})
+		s.setRelease(&releaser{rate.NewLimiter(r, 1), kind})
 	}
 }
 
@@ -518,21 +562,6 @@ func statedRate(h http.Header, now time.Time) rate.Limit {
 // transport: a Retry-After or X-RateLimit-Reset further away than this is
 // taken for a mistake and ignored (the response still goes back with it).
 const maxCoolDown = time.Hour
-
-// extend makes sure *until is at least t; it never shortens a pause
-// already set. It reports whether it moved *until.
-func extend(until *atomic.Int64, t time.Time) bool {
-	u := t.UnixNano()
-	for {
-		cur := until.Load()
-		if cur >= u {
-			return false
-		}
-		if until.CompareAndSwap(cur, u) {
-			return true
-		}
-	}
-}
 
 // tellLimiter passes a pause on to a Limiter that wants to know, such as
 // one shared by many processes.

@@ -29,6 +29,11 @@ type RetryTransport struct {
 	base http.RoundTripper
 	cfg  *config
 
+	// rl is base when it is a rate-limit layer of the same stack, which
+	// an attempt goes into directly: its RoundTrip would only check the
+	// hosts again.
+	rl *RateLimitTransport
+
 	// netHTTP: the requests go to net/http's Transport, which reports in
 	// a client trace every connection it gets for a request.
 	netHTTP bool
@@ -49,7 +54,11 @@ func newRetryTransport(base http.RoundTripper, cfg *config) *RetryTransport {
 		below = rl.base
 	}
 	_, netHTTP := below.(*http.Transport)
-	return &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
+	t := &RetryTransport{base: base, cfg: cfg, netHTTP: netHTTP}
+	if rl, ok := base.(*RateLimitTransport); ok && rl.cfg == cfg {
+		t.rl = rl
+	}
+	return t
 }
 
 // WithMaxAttempts sets how many times a call may be sent in total, the first
@@ -178,11 +187,11 @@ type retrier struct {
 
 func (t *RetryTransport) roundTrip(c *call, req *http.Request) (*http.Response, error) {
 	rt := retrier{t: t, c: c, req: req, ctx: req.Context(), hasBody: req.Body != nil && req.Body != http.NoBody}
-	if c.key != "" && resendable(req) {
+	if c.key != "" && t.resendable(req) {
 		c.traceResends()
 	}
 	r := req
-	if err := rt.ctx.Err(); err != nil {
+	if err := rt.ctx.Err(); err != nil && c.first == nil {
 		closeBody(r) // the caller gave up before anything was sent
 		return nil, &Error{Category: CategoryRetry, Err: err, kind: ErrAPIConnection, local: true}
 	}
@@ -229,12 +238,18 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	if x != nil {
 		x.conns.Store(0)
 	}
-	resp, err := send(rt.t.base, r)
+	var resp *http.Response
+	var err error
+	if rl := rt.t.rl; rl != nil {
+		resp, err = rl.roundTrip(r)
+	} else {
+		resp, err = send(rt.t.base, r)
+	}
 	if x != nil {
 		// Without a connection, nothing of the attempt left (a dial, a TLS
 		// handshake or a wait for a free connection failed or was cut
 		// short); only a base known to report connections tells.
-		x.unsent = err != nil && x.trace != nil && rt.t.netHTTP && x.conns.Load() == 0
+		x.unsent = err != nil && x.trace.Load() != nil && rt.t.netHTTP && x.conns.Load() == 0
 	}
 	if c.resent(resp, err) {
 		c.maybeSent = true
@@ -242,11 +257,22 @@ func (rt *retrier) send(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// resendable reports whether net/http itself may send req again on a dead
-// keep-alive connection although its method is not idempotent: it does for
-// a request with an Idempotency-Key or X-Idempotency-Key header.
-func resendable(req *http.Request) bool {
-	return resendableMethod(req.Method) && headerKey(req.Header, "") != ""
+// resendable reports whether net/http itself may send req, a request of a
+// call with a key, again on a dead keep-alive connection although its
+// method is not idempotent: it does for a request with an Idempotency-Key
+// or X-Idempotency-Key header.
+//
+// A call with a key carries it under the key header (the idempotency layer
+// put it there if the caller had not): when that is one of those two
+// names, the header need not be looked at.
+func (t *RetryTransport) resendable(req *http.Request) bool {
+	if !resendableMethod(req.Method) {
+		return false
+	}
+	if h := t.cfg.keyHeader; h == IdempotencyKeyHeader || h == "X-Idempotency-Key" {
+		return true
+	}
+	return headerKey(req.Header, "") != ""
 }
 
 // isLocal reports whether err is an answer made by a layer of this package
@@ -292,6 +318,16 @@ func (rt *retrier) budgetOf() *retryBudget {
 	return rt.budget
 }
 
+// succeeded refunds the budget after the call succeeded on its attempt-th
+// attempt. A first attempt earns nothing while no budget has a retry spent
+// (all are full), so the quiet path does not look the budget up then.
+func (rt *retrier) succeeded(attempt int) {
+	if attempt == 1 && rt.t.cfg.fusable() && rt.t.cfg.scopes.spent.Load() == 0 {
+		return
+	}
+	rt.budgetOf().succeeded(attempt)
+}
+
 // judge tells what an attempt's answer means for the call: nil if it is
 // final (a success, an answer not to retry, an error that cannot be
 // helped), else the failure to retry and whether the request may have been
@@ -312,7 +348,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 		return &Error{Category: CategoryRetry, Uncertain: sent, Err: err, kind: ErrAPIConnection}, sent
 	}
 	if resp.StatusCode < 400 && rt.t.cfg.check == nil {
-		rt.budgetOf().succeeded(attempt)
+		rt.succeeded(attempt)
 		c.resp, c.err = resp, nil
 		return nil, false
 	}
@@ -323,7 +359,7 @@ func (rt *retrier) judge(attempt int, resp *http.Response, err error) (e *Error,
 	}
 	c.resp, c.err = resp, e
 	if e == nil {
-		rt.budgetOf().succeeded(attempt)
+		rt.succeeded(attempt)
 		return nil, false
 	}
 	if e.Category != CategoryRetry {
@@ -561,15 +597,16 @@ func http2ErrorInfo(err error) (sent, ok bool) {
 type retryBudget struct {
 	tokens atomic.Int64
 	max    int64
+	spent  *atomic.Int64 // the registry's count of budgets not full
 }
 
 const retryCost = 5 // tokens per retry; a first-attempt success earns 1
 
-func newRetryBudget(burst int) *retryBudget {
+func newRetryBudget(burst int, spent *atomic.Int64) *retryBudget {
 	if burst <= 0 {
 		return nil
 	}
-	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost}
+	b := &retryBudget{max: min(int64(burst), math.MaxInt64/retryCost) * retryCost, spent: spent}
 	b.tokens.Store(b.max)
 	return b
 }
@@ -584,8 +621,14 @@ func (b *retryBudget) take() bool {
 		if n < retryCost {
 			return false
 		}
+		if n == b.max {
+			b.spent.Add(1) // before, so that the count is never short
+		}
 		if b.tokens.CompareAndSwap(n, n-retryCost) {
 			return true
+		}
+		if n == b.max {
+			b.spent.Add(-1)
 		}
 	}
 }
@@ -621,7 +664,10 @@ func (b *retryBudget) add(n int64) {
 		if cur >= b.max {
 			return
 		}
-		if b.tokens.CompareAndSwap(cur, min(cur+n, b.max)) {
+		if next := min(cur+n, b.max); b.tokens.CompareAndSwap(cur, next) {
+			if next == b.max {
+				b.spent.Add(-1)
+			}
 			return
 		}
 	}

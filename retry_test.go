@@ -428,6 +428,26 @@ func TestRetryBudgetRefundedOnSuccess(t *testing.T) {
 	}
 }
 
+// A call that succeeds at once earns a fifth of a retry back, also when
+// NewTransport sends it unchanged without looking its scope up: five such
+// GETs after an outage spent the one retry of the budget make the next
+// failure retried again.
+func TestRetryBudgetEarnedBackByFirstTrySuccesses(t *testing.T) {
+	base, n := statusBase(503, 503, 200, 200, 200, 200, 200, 503, 200)
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithRetryBudget(1),
+		spotflowhttp.WithMaxAttempts(2), spotflowhttp.WithBackoff(constantBackoff(0)))
+	for call := 1; call <= 7; call++ {
+		resp, err := tr.RoundTrip(mustRequest(t, "GET", "https://api.spotflow.co/x", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if call == 7 && (resp.StatusCode != 200 || *n != 9) {
+			t.Fatalf("after five successes: status %d after %d requests in all; want the 503 retried, 200 after 9", resp.StatusCode, *n)
+		}
+	}
+}
+
 func TestOnRetryOncePerRetryBeforeWait(t *testing.T) {
 	s := newScript(t, unavailable, rateLimited("3"), ok200)
 	clock := newFakeClock()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -76,6 +77,80 @@ type scopes struct {
 	nh    atomic.Int64 // entries in hosts
 	tick  atomic.Uint64
 	evict sync.Mutex
+
+	// busy counts the pauses, releases and halts set in the registry's
+	// scopes: while it is 0 nothing can hold a call back, so NewTransport's
+	// fused path and a quiet rate-limit layer send without looking the
+	// scope up. spent counts the host budgets with a retry spent: while it
+	// is 0, a success at the first attempt has nothing to earn back. Each
+	// is raised before the change it counts and lowered after the change
+	// back, so it is never below the true count: at worst a call takes the
+	// full path for nothing. (A scope forgotten by shrink while it holds a
+	// pause keeps its count until a call that still holds it ends the
+	// pause; until then the registry's calls take the full path.)
+	busy  atomic.Int64
+	spent atomic.Int64
+}
+
+// extendPause makes sure the pause *p of s (its cool-down or hold) lasts at
+// least until t; it never shortens a pause already set. It reports whether
+// it moved *p.
+func (s *scope) extendPause(p *atomic.Int64, t time.Time) bool {
+	u := t.UnixNano()
+	for {
+		cur := p.Load()
+		if cur >= u {
+			return false
+		}
+		if cur == 0 {
+			s.reg.busy.Add(1)
+		}
+		if p.CompareAndSwap(cur, u) {
+			return true
+		}
+		if cur == 0 {
+			s.reg.busy.Add(-1)
+		}
+	}
+}
+
+// endPause ends the pause *p of s if it is still u.
+func (s *scope) endPause(p *atomic.Int64, u int64) {
+	if p.CompareAndSwap(u, 0) {
+		s.reg.busy.Add(-1)
+	}
+}
+
+// setRelease makes r the release of s.
+func (s *scope) setRelease(r *releaser) {
+	s.reg.busy.Add(1)
+	if s.release.Swap(r) != nil {
+		s.reg.busy.Add(-1)
+	}
+}
+
+// endRelease ends the release r of s if it is still the one.
+func (s *scope) endRelease(r *releaser) {
+	if s.release.CompareAndSwap(r, nil) {
+		s.reg.busy.Add(-1)
+	}
+}
+
+// halt halts the credential of s with the 401 e.
+func (s *scope) halt(e *Error) {
+	s.reg.busy.Add(1)
+	if s.halted.Swap(e) != nil {
+		s.reg.busy.Add(-1)
+	}
+}
+
+// resume lifts the halt of s and reports whether there was one.
+func (s *scope) resume() bool {
+	if s.halted.Swap(nil) != nil {
+		s.reg.busy.Add(-1)
+		return true
+	}
+	return false
 }
 
 func newScopes(cfg *config) *scopes {
@@ -188,7 +263,7 @@ func (r *scopes) hostScope(host string) *hostScope {
 	if v, ok := r.hosts.Load(host); ok {
 		return v.(*hostScope)
 	}
-	h := &hostScope{budget: newRetryBudget(r.cfg.retryBudget)}
+	h := &hostScope{budget: newRetryBudget(r.cfg.retryBudget, &r.spent)}
 	h.used.Store(r.tick.Load())
 	v, loaded := r.hosts.LoadOrStore(host, h)
 	if loaded {
@@ -274,7 +349,7 @@ func (r *scopes) shrink() {
 // resume lifts every halt and tells how many there were.
 func (r *scopes) resume() (lifted int) {
 	lift := func(_, v any) bool {
-		if v.(*scope).halted.Swap(nil) != nil {
+		if v.(*scope).resume() {
 			lifted++
 		}
 		return true

@@ -20,6 +20,15 @@ type Transport struct {
 	next http.RoundTripper // the layers below
 	base http.RoundTripper // for requests outside WithHosts
 	cfg  *config
+
+	// it and rl are the idempotency and rate-limit layers: the fused
+	// path sends on rl's base, and a call goes into it directly, as its
+	// RoundTrip would check and find what this one has already. fused
+	// reports that the options leave the fused path something to skip
+	// (see fused.go).
+	it    *IdempotencyTransport
+	rl    *RateLimitTransport
+	fused bool
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -33,7 +42,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) *Transport {
 	rl := newRateLimitTransport(base, cfg)
 	rt := newRetryTransport(rl, cfg)
 	it := newIdempotencyTransport(rt, cfg)
-	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg}
+	return &Transport{next: it, base: baseOrDefault(base), cfg: cfg, it: it, rl: rl, fused: cfg.fusable() && rl.bucket == nil && rl.limiter == nil}
 }
 
 // WithErrors makes the outermost layer turn a final non-success response
@@ -72,8 +81,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.cfg.covers(req) {
 		return t.base.RoundTrip(req)
 	}
+	if t.fused && t.unchanged(req) {
+		resp, err := send(t.rl.base, req)
+		if err == nil && resp.StatusCode < 400 {
+			return t.succeeded(req, resp), nil
+		}
+		return t.roundTrip(req, &answer{resp, err})
+	}
+	return t.roundTrip(req, nil)
+}
+
+// roundTrip is the call through every layer. first, if not nil, is the
+// answer to its first attempt, which the fused path has already sent.
+func (t *Transport) roundTrip(req *http.Request, first *answer) (*http.Response, error) {
 	c, r, owner := begin(req, t.cfg)
-	if owner && t.cfg.haltOnEscalate {
+	c.first = first
+	if owner && t.cfg.haltOnEscalate && first == nil && t.cfg.scopes.busy.Load() != 0 {
 		if e := c.scopeIn(t.cfg.scopes, r).halted.Load(); e != nil {
 			closeBody(req)
 			c.done = true
@@ -84,7 +107,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, h
 		}
 	}
-	resp, err := send(t.next, r)
+	resp, err := t.it.roundTrip(c, r)
 	if !owner {
 		return resp, err
 	}
@@ -120,7 +143,7 @@ func (t *Transport) haltOn(c *call, req *http.Request, err error) {
 	}
 	if e != nil && e.StatusCode == http.StatusUnauthorized && !e.local {
 		h := *e
-		c.scopeIn(t.cfg.scopes, req).halted.Store(&h)
+		c.scopeIn(t.cfg.scopes, req).halt(&h)
 		if o := t.cfg.obs; o != nil && o.Halted != nil {
 			t.cfg.halted(c, req, e)
 		}

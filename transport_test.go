@@ -382,3 +382,33 @@ func TestNilURLRequestRefusedWithoutPanic(t *testing.T) {
 		})
 	}
 }
+
+// A GET the layers would leave as it is goes to the base as the caller's
+// own request, with no copy, and comes back without a record: a success by
+// its status, sent once. A first attempt that fails goes through the layers
+// as the call's first attempt: retried, and counted.
+func TestUnchangedCallIsSentAsIs(t *testing.T) {
+	var got []*http.Request
+	statuses := []int{200, 503, 200}
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r)
+		return &http.Response{StatusCode: statuses[len(got)-1], Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	})
+	tr := spotflowhttp.NewTransport(base, spotflowhttp.WithClock(newFakeClock()), spotflowhttp.WithBackoff(constantBackoff(0)))
+	req := mustRequest(t, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r1", "")
+	resp, err := tr.RoundTrip(req)
+	if err != nil || got[0] != req || resp.Request != req {
+		t.Fatalf("first call: %v; the base got the caller's request: %v; resp.Request is it: %v", err, got[0] == req, resp.Request == req)
+	}
+	if spotflowhttp.ErrorOf(resp) != nil || spotflowhttp.AttemptsOf(resp) != 1 {
+		t.Errorf("first call: ErrorOf %v, AttemptsOf %d; want nil, 1", spotflowhttp.ErrorOf(resp), spotflowhttp.AttemptsOf(resp))
+	}
+	req2 := mustRequest(t, "GET", "https://api.spotflow.co/api/v1/payments/verify?reference=r2", "")
+	resp, err = tr.RoundTrip(req2)
+	if err != nil || resp.StatusCode != 200 || len(got) != 3 || got[1] != req2 {
+		t.Fatalf("second call: %v, %d requests; want the 503 retried, its first attempt the caller's request", err, len(got))
+	}
+	if got[2] == req2 || spotflowhttp.AttemptsOf(resp) != 2 || spotflowhttp.ErrorOf(resp) != nil {
+		t.Errorf("second call: retry sent the caller's request %v, AttemptsOf %d; want a copy, 2", got[2] == req2, spotflowhttp.AttemptsOf(resp))
+	}
+}
