@@ -4,8 +4,8 @@ go 1.25.0
 
 require (
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-20261207021754-f56ce98a815c
-	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0-20261207021754-f56ce98a815c
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261207025007-c6ceba59cb49
+	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0-20261207025007-c6ceba59cb49
 	go.uber.org/goleak v1.3.0
 )
 
