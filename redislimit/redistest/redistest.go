@@ -57,9 +57,9 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *bytes.Buffer // its output, read once it has exited
-	dir    string        // its working directory, for a cluster's nodes file
-	link   *lagLink      // a replica's link to its primary, if lagged
+	out    *logBuffer // its output
+	dir    string     // its working directory, for a cluster's nodes file
+	link   *lagLink   // a replica's link to its primary, if lagged
 }
 
 // Start starts a server on a free loopback port and returns once it answers
@@ -135,7 +135,7 @@ func (s *Server) start() error {
 		// primary waits by default for more replicas to share it.
 		"--repl-diskless-sync-delay", "0"}, s.extra...)
 	cmd := exec.Command("redis-server", args...)
-	out := new(bytes.Buffer)
+	out := new(logBuffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -215,6 +215,45 @@ func (s *Server) Restart() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return err
+}
+
+// Log returns what the server has written to its log (its standard output
+// and error) so far: at the default "--loglevel warning", its warnings;
+// Start's extra "--loglevel", "notice" adds each replication step.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	out := s.out
+	s.mu.Unlock()
+	if out == nil {
+		return ""
+	}
+	return out.String()
+}
+
+// logBuffer is a server's output, written by the goroutine of its exec.Cmd
+// and read by Log at any time. It keeps the first maxLog bytes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// maxLog bounds what a logBuffer keeps: a server's log over a test is a few
+// kilobytes.
+const maxLog = 1 << 20
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if room := maxLog - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Signal sends sig to the server: syscall.SIGSTOP freezes it, with its
