@@ -91,7 +91,8 @@ func clusterOK(addr string, nodes int) error {
 }
 
 // waitReplicas returns nil once every master has its replicas connected
-// and every replica its link up.
+// and receiving its writes (see replicasAck), and every replica its link
+// up.
 func (c *Cluster) waitReplicas() error {
 	if c.replicas == 0 {
 		return nil
@@ -108,13 +109,27 @@ func (c *Cluster) waitReplicas() error {
 			if n := field(info, "connected_slaves"); n != strconv.Itoa(c.replicas) {
 				return fmt.Errorf("connected_slaves %s, want %d", n, c.replicas)
 			}
-			return nil
+			return masterReplicasAck(s.addr, c.replicas)
 		})
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// masterReplicasAck is replicasAck for the cluster master at addr, with a
+// key of one of its slots: it tries syncKey:0, syncKey:1, … until the
+// master does not answer MOVED, at most 64 (a master of three holds a
+// third of the slots).
+func masterReplicasAck(addr string, n int) error {
+	for i := range 64 {
+		err := replicasAck(addr, n, syncKey+":"+strconv.Itoa(i))
+		if err == nil || !strings.Contains(err.Error(), "MOVED") {
+			return err
+		}
+	}
+	return fmt.Errorf("no key of the 64 tried is in a slot of %s", addr)
 }
 
 // Addrs returns every node's host:port; a cluster client needs only some

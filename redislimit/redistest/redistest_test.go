@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +105,38 @@ func TestStartReplicatedAndPromote(t *testing.T) {
 	}
 	if _, err := rs[0].Do("SET", "k2", "v"); err != nil {
 		t.Errorf("the promoted replica refused a write: %v", err)
+	}
+}
+
+// StartReplicated's check that a replica receives the primary's writes,
+// which a link up does not show (see replicasAck), passes for a replica
+// that does, fails within its second for one that is frozen, and leaves
+// the dataset empty.
+func TestReplicasAckNeedsTheWriteOnTheReplica(t *testing.T) {
+	need(t)
+	p, rs, err := StartReplicated(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	defer rs[0].Kill()
+	if err := replicasAck(p.addr, 1, syncKey); err != nil {
+		t.Fatalf("replica up: %v", err)
+	}
+	if n, err := rs[0].Do("DBSIZE"); err != nil || n != "0" {
+		t.Errorf("DBSIZE on the replica = %q, %v; want 0", n, err)
+	}
+	if err := rs[0].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = replicasAck(p.addr, 1, syncKey)
+	rs[0].Signal(syscall.SIGCONT)
+	if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Errorf("replica frozen: %v, want 0 of 1 replicas acknowledging", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("replica frozen: the check took %v, want about a second", d)
 	}
 }
 
