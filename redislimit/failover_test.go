@@ -70,7 +70,8 @@ func (r replication) linkUp() bool {
 }
 
 // behind returns how many bytes of the primary's replication stream the
-// replica had not processed, or -1 if either did not say.
+// replica had not processed, or -1 if either did not say: at most, as the
+// primary is asked after the replica.
 func (r replication) behind() int64 {
 	p, err1 := strconv.ParseInt(infoField(r.primary, "master_repl_offset"), 10, 64)
 	q, err2 := strconv.ParseInt(infoField(r.replica, "master_repl_offset"), 10, 64)
@@ -91,13 +92,14 @@ func (r replication) String() string {
 	return s
 }
 
-// replicationOf reads INFO replication on both servers of p.
+// replicationOf reads INFO replication on both servers of p, the
+// replica's first, so that behind is not below what it was then.
 func replicationOf(p pair) replication {
 	var r replication
 	for _, x := range []struct {
 		s   *redistest.Server
 		out *string
-	}{{p.primary, &r.primary}, {p.replica, &r.replica}} {
+	}{{p.replica, &r.replica}, {p.primary, &r.primary}} {
 		info, err := x.s.Do("INFO", "replication")
 		if err != nil {
 			info = err.Error()
