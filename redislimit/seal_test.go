@@ -3,8 +3,6 @@ package redislimit_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -108,32 +106,6 @@ func redisDump(t *testing.T, rdb *redis.Client) []byte {
 	return out.Bytes()
 }
 
-// sealEncodingsOf returns the forms in which s can appear in a value that
-// holds an entry as JSON: as is, as a JSON string's content (a header),
-// and inside base64 (a body), whose characters for s depend on s's offset
-// modulo 3: for each offset, the characters only bits of s decide.
-func sealEncodingsOf(s string) []string {
-	q, _ := json.Marshal(s)
-	forms := []string{s, string(q[1 : len(q)-1])}
-	for off := range 3 {
-		in := append(make([]byte, off), s...)
-		first, last := (8*off+5)/6, 8*(off+len(s))/6-1
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			forms = append(forms, enc.EncodeToString(in)[first:last+1])
-		}
-	}
-	return forms
-}
-
-func foundIn(b []byte, s string) bool {
-	for _, f := range sealEncodingsOf(s) {
-		if bytes.Contains(b, []byte(f)) {
-			return true
-		}
-	}
-	return false
-}
-
 // TestSealedRedisHoldsNoCustomerData: with sealing, no key or value in
 // Redis holds a pending entry's body or header in any encoding; without it
 // (the control run), each is found, so the search would see a leak.
@@ -162,7 +134,7 @@ func TestSealedRedisHoldsNoCustomerData(t *testing.T) {
 		}
 		dump := redisDump(t, rdb)
 		for _, s := range []string{body, header} {
-			if found := foundIn(dump, s); found == sealed {
+			if found := journaltest.Holds(dump, s); found == sealed {
 				t.Errorf("sealed %v: %q found in Redis: %v", sealed, s, found)
 			}
 		}
@@ -197,7 +169,7 @@ func TestReconcileSealedRedis(t *testing.T) {
 	if _, err := client.Do(req); err == nil {
 		t.Fatal("want the reset")
 	}
-	if foundIn(redisDump(t, rdb), email) {
+	if journaltest.Holds(redisDump(t, rdb), email) {
 		t.Fatal("the customer's email is in Redis")
 	}
 	var settled []spotflowhttp.Settlement
