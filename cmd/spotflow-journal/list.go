@@ -47,6 +47,21 @@ func usageError(fs *flag.FlagSet, format string, args ...any) error {
 	return errUsage
 }
 
+// parseKey parses args as flags followed by one KEY, checks the store
+// flags, and returns the key.
+func parseKey(fs *flag.FlagSet, args []string, s *storeFlags) (string, error) {
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 1 {
+		return "", usageError(fs, "want one KEY after the flags, got %d arguments", fs.NArg())
+	}
+	if err := s.check(); err != nil {
+		return "", usageError(fs, "%v", err)
+	}
+	return fs.Arg(0), nil
+}
+
 func runList(e *env, args []string) error {
 	fs := newFlagSet(e, "list", "-file PATH | -redis URL -name NAME | -admin URL [-json]",
 		`Prints the pending entries, oldest first: key, reference, account, method,
@@ -178,16 +193,10 @@ with -body. The body of a sealed entry needs its key (SPOTFLOW_JOURNAL_KEY or
 	s := addStoreFlags(fs, true)
 	withBody := fs.Bool("body", false, "print the request's headers and body as well (it holds the customer's details)")
 	asJSON := fs.Bool("json", false, "print the entry as one JSON object (as list -json; with -body, \"body\" in base64)")
-	if err := parse(fs, args); err != nil {
+	key, err := parseKey(fs, args, s)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError(fs, "want one KEY after the flags, got %d arguments", fs.NArg())
-	}
-	if err := s.check(); err != nil {
-		return usageError(fs, "%v", err)
-	}
-	key := fs.Arg(0)
 	ctx := context.Background()
 	j, err := opener{}.open(ctx, e, s)
 	if err != nil {

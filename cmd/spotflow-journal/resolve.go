@@ -27,14 +27,9 @@ writes the audit record, if it allows resolving at all.`)
 	note := fs.String("note", "", "why: what was checked, with whom (recorded in the audit file)")
 	audit := fs.String("audit", "", "the audit `file` to append the decision to (default: PATH.audit.jsonl beside a\njournal file; spotflow-journal-NAME.audit.jsonl in the current directory for Redis)")
 	asJSON := fs.Bool("json", false, "print the audit record as one JSON object instead of a line of text")
-	if err := parse(fs, args); err != nil {
+	key, err := parseKey(fs, args, s)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError(fs, "want one KEY after the flags, got %d arguments", fs.NArg())
-	}
-	if err := s.check(); err != nil {
-		return usageError(fs, "%v", err)
 	}
 	o, err := journaladmin.ParseOutcome(*outcome)
 	if err != nil {
@@ -52,9 +47,9 @@ writes the audit record, if it allows resolving at all.`)
 	who, host := operator()
 	var rec journaladmin.AuditRecord
 	if j.admin != nil {
-		rec, err = j.admin.resolve(ctx, fs.Arg(0), *outcome, *note, who, host)
+		rec, err = j.admin.resolve(ctx, key, *outcome, *note, who, host)
 	} else {
-		rec, err = j.resolve(ctx, e, fs.Arg(0), o, *note, who, host, *audit)
+		rec, err = j.resolve(ctx, e, key, o, *note, who, host, *audit)
 	}
 	if err != nil {
 		return err
