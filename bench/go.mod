@@ -10,7 +10,7 @@ require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/spotflow-go/spotflowhttp v0.0.0-20261207025007-c6ceba59cb49
+	github.com/spotflow-go/spotflowhttp v0.0.0-20261207032907-5bbada89ea1c
 	github.com/spotflow-go/spotflowhttp/redislimit v0.0.0
 )
 
