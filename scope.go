@@ -85,9 +85,9 @@ type scopes struct {
 	// is 0, a success at the first attempt has nothing to earn back. Each
 	// is raised before the change it counts and lowered after the change
 	// back, so it is never below the true count: at worst a call takes the
-	// full path for nothing. (A scope forgotten by shrink while it holds a
-	// pause keeps its count until a call that still holds it ends the
-	// pause; until then the registry's calls take the full path.)
+	// full path for nothing. (shrink ends what a scope it forgets holds,
+	// so an expired pause in a scope no call looks up again does not keep
+	// the count up for good.)
 	busy  atomic.Int64
 	spent atomic.Int64
 }
@@ -142,6 +142,23 @@ func (s *scope) halt(e *Error) {
 	if s.halted.Swap(e) != nil {
 		s.reg.busy.Add(-1)
 	}
+}
+
+// forget ends what s holds, once shrink has dropped it from the registry:
+// its pauses, release and halt no longer count in busy. Nothing would
+// otherwise end a pause that expired in a scope no call looks up again, and
+// every such scope would keep the fused path shut for good. A call still
+// holding s may set a pause again; it counts, and is ended, as any other.
+func (s *scope) forget() {
+	for _, p := range []*atomic.Int64{&s.coolUntil, &s.holdUntil} {
+		if u := p.Load(); u != 0 {
+			s.endPause(p, u)
+		}
+	}
+	if r := s.release.Load(); r != nil {
+		s.endRelease(r)
+	}
+	s.resume()
 }
 
 // resume lifts the halt of s and reports whether there was one.
@@ -319,13 +336,14 @@ func (r *scopes) shrink() {
 			}
 			if r.creds.CompareAndDelete(e.k, e.s) {
 				r.n.Add(-1)
+				e.s.forget()
 			}
 			e.s = nil
 		}
 	}
 	r.clash.Range(func(k, v any) bool {
-		if !v.(*scope).active(now) {
-			r.clash.CompareAndDelete(k, v)
+		if !v.(*scope).active(now) && r.clash.CompareAndDelete(k, v) {
+			v.(*scope).forget()
 		}
 		return true
 	})
