@@ -213,6 +213,18 @@ func write(t *testing.T, dir, name string, data []byte) string {
 	return path
 }
 
+// writeCases writes each damaged file of cases into a new directory, named
+// after its case, and returns the names and the paths in the same order.
+func writeCases(t *testing.T, cases map[string][]byte) (names, paths []string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range cases {
+		names = append(names, name)
+		paths = append(paths, write(t, dir, strings.ReplaceAll(name, " ", "-")+".db", data))
+	}
+	return names, paths
+}
+
 // damage returns a copy of data with f applied.
 func damage(data []byte, f func([]byte) []byte) []byte {
 	return f(bytes.Clone(data))
@@ -261,12 +273,7 @@ func TestOpenDamagedFileFailsCleanly(t *testing.T) {
 		// entries show (Open's pass over them, Pending).
 		"entries not JSON": bytes.ReplaceAll(fx.data, []byte(`"url":"`), []byte(`"url":!`)),
 	}
-	dir := t.TempDir()
-	var names, paths []string
-	for name, data := range cases {
-		names = append(names, name)
-		paths = append(paths, write(t, dir, strings.ReplaceAll(name, " ", "-")+".db", data))
-	}
+	names, paths := writeCases(t, cases)
 	for i, res := range openInChild(t, paths...) {
 		for _, r := range res {
 			assertDamagedError(t, names[i], r, paths[i])
@@ -327,12 +334,7 @@ func TestOpenOneMetaPageDamaged(t *testing.T) {
 		"meta 0 garbled": damage(fx.data, func(b []byte) []byte { fill(b[16:80], rnd); return b }),
 		"meta 1 garbled": damage(fx.data, func(b []byte) []byte { fill(b[ps+16:ps+80], rnd); return b }),
 	}
-	dir := t.TempDir()
-	var names, paths []string
-	for name, data := range cases {
-		names = append(names, name)
-		paths = append(paths, write(t, dir, strings.ReplaceAll(name, " ", "-")+".db", data))
-	}
+	names, paths := writeCases(t, cases)
 	for i, res := range openInChild(t, paths...) {
 		for _, r := range res {
 			// The transaction before the last settled one entry or none:
